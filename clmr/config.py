@@ -1,7 +1,7 @@
 """One YAML file holds every option; each key is also a command-line flag of the same name.
 
-`load_config()` reads `config/config.yaml` (or the file named by `--config`), then applies the
-flags. A flag's type is the type of its YAML default, so `--max_epochs abc` is an error and
+`load_config()` reads `config/config.yaml`, then the file named by `--config` (its keys override
+the defaults; keys it leaves out keep them), then the flags. A flag's type is the type of its YAML default, so `--max_epochs abc` is an error and
 `--finetuner_mlp true` means 1.
 """
 from __future__ import annotations
@@ -82,6 +82,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _overrides(values: dict[str, Any], defaults: dict[str, Any], path: str) -> dict[str, Any]:
+    """Options of another config file; each must be a key of config/config.yaml."""
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}")
+    return values
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with errors that list the valid flags and suggest the closest one."""
 
@@ -97,7 +105,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(defaults: dict[str, Any], prog: str | None = None,
                  positional: Sequence[tuple[str, dict]] = ()) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description="Every option of config/config.yaml is a flag of the same name.")
+    parser = _Parser(prog=prog, allow_abbrev=False, description="Every option of config/config.yaml is a flag of the same name.")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML file with the defaults")
     for name, kwargs in positional:
         parser.add_argument(name, **kwargs)
@@ -116,11 +124,13 @@ def load_config(argv: Sequence[str] | None = None, prog: str | None = None,
     `positional` adds positional arguments as (name, argparse kwargs).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=str(DEFAULT_CONFIG))
     known, _ = pre.parse_known_args(argv)
     try:
-        defaults = read_yaml(known.config)
+        defaults = read_yaml(DEFAULT_CONFIG)
+        if Path(known.config).resolve() != DEFAULT_CONFIG:
+            defaults.update(_overrides(read_yaml(known.config), defaults, known.config))
     except ConfigError as err:
         raise SystemExit(f"error: --config {err}") from None
     defaults.update(extra or {})
