@@ -1,0 +1,70 @@
+"""Contrastive pre-training (SimCLR): two augmented views, SampleCNN encoder, projector, NT-Xent."""
+from __future__ import annotations
+
+from argparse import Namespace
+
+import torch
+from pytorch_lightning import LightningModule
+from simclr import SimCLR
+from torch import nn
+
+from clmr.losses import NTXentLoss
+from clmr.modules.optimizers import build_optimizer
+
+AUDIO_EXAMPLES = 4  # augmented pairs logged to TensorBoard at the start of training
+
+
+class ContrastiveLearning(LightningModule):
+    """Wires encoder, projector (simclr.SimCLR), NT-Xent and optimiser; state-dict keys `model.encoder.*`.
+
+    `augment`, when given, is the batched augmentation chain; it runs on the training device on
+    (batch * views, 1, time) after the batch is transferred. Otherwise the views arrive augmented
+    from the DataLoader workers.
+    """
+
+    def __init__(self, cfg: Namespace, encoder: nn.Module, augment: nn.Module | None = None):
+        super().__init__()
+        self.save_hyperparameters(vars(cfg))
+        self.model = SimCLR(encoder, self.hparams.projection_dim, n_features=encoder.fc.in_features)
+        self.criterion = NTXentLoss(self.hparams.temperature)
+        self.augment = augment
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        views, label = batch
+        if self.augment is not None and (self.training or self.trainer.validating):
+            b, n = views.shape[:2]
+            with torch.no_grad():
+                views = self.augment(views.flatten(0, 1)).unflatten(0, (b, n))
+        return views, label
+
+    def forward(self, x_i: torch.Tensor, x_j: torch.Tensor) -> torch.Tensor:
+        _, _, z_i, z_j = self.model(x_i, x_j)
+        return self.criterion(z_i, z_j)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        views, _ = batch
+        if self.global_step == 0 and batch_idx == 0:
+            self._log_audio(views)
+        loss = self(views[:, 0], views[:, 1])
+        self.log("Train/loss", loss, prog_bar=True, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        views, _ = batch
+        loss = self(views[:, 0], views[:, 1])
+        self.log("Valid/loss", loss, prog_bar=True, sync_dist=True)
+        return loss
+
+    def configure_optimizers(self):
+        return build_optimizer(self.model.parameters(), self.hparams, self.trainer)
+
+    def _log_audio(self, views: torch.Tensor) -> None:
+        """A few augmented pairs as audio in TensorBoard, so the chain can be listened to."""
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_audio") or self.global_rank != 0:
+            return
+        for k in range(min(AUDIO_EXAMPLES, views.shape[0])):
+            for v in range(views.shape[1]):
+                clip = views[k, v].detach().float().cpu().clamp(-1, 1)
+                experiment.add_audio(f"Augmented views/example {k} view {v}", clip, 0,
+                                     sample_rate=self.hparams.sample_rate)
