@@ -68,6 +68,20 @@ def hardware(cfg: Namespace) -> dict[str, Any]:
     return {"accelerator": accelerator, "devices": devices, "num_nodes": cfg.num_nodes}
 
 
+def use_sync_batchnorm(cfg: Namespace, hw: dict[str, Any]) -> bool:
+    """SyncBatchNorm (BatchNorm statistics over every process's batch, as SimCLR and CLMR) unless
+    `--sync_batchnorm 0`, on GPUs that may be more than one process.
+
+    PyTorch's SyncBatchNorm runs only on GPUs: on CPU processes BatchNorm statistics stay per process.
+    Lightning converts the layers only under a parallel strategy (DDP, FSDP), so `devices auto` on a
+    one-GPU machine stays plain BatchNorm.
+    """
+    accelerator, devices = hw["accelerator"], hw["devices"]
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    one_process = hw["num_nodes"] == 1 and (devices == 1 or (isinstance(devices, list) and len(devices) == 1))
+    return bool(cfg.sync_batchnorm) and on_gpu and not one_process
+
+
 def checkpoint_callbacks(cfg: Namespace, stage: str, monitor: str = "Valid/loss") -> list[Callback]:
     """last.ckpt after every epoch and best.ckpt by the monitored (validation) loss."""
     return [ModelCheckpoint(dirpath=checkpoint_dir(cfg, stage), filename="best", monitor=monitor, mode="min",
@@ -82,9 +96,6 @@ def build_trainer(cfg: Namespace, stage: str, callbacks: list[Callback] = (), ma
                   **overrides: Any) -> Trainer:
     """A Trainer that logs to TensorBoard under `<log_dir>/<run_name>` and writes checkpoints atomically."""
     hw = hardware(cfg)
-    distributed = "ddp" in str(cfg.strategy) or (isinstance(hw["devices"], int) and hw["devices"] > 1) \
-        or cfg.num_nodes > 1
-    on_gpu = hw["accelerator"] in ("gpu", "cuda") or (hw["accelerator"] == "auto" and torch.cuda.is_available())
     options = dict(
         **hw,
         strategy=cfg.strategy,
@@ -96,8 +107,7 @@ def build_trainer(cfg: Namespace, stage: str, callbacks: list[Callback] = (), ma
         check_val_every_n_epoch=cfg.check_val_every_n_epoch,
         log_every_n_steps=cfg.log_every_n_steps,
         deterministic=bool(cfg.deterministic),
-        # SyncBatchNorm needs GPUs; on CPU processes BatchNorm statistics stay per process.
-        sync_batchnorm=bool(cfg.sync_batchnorm) and distributed and on_gpu,
+        sync_batchnorm=use_sync_batchnorm(cfg, hw),
         logger=TensorBoardLogger(save_dir=cfg.log_dir, name=run_name(cfg, stage), default_hp_metric=False),
         callbacks=[LearningRateMonitor(logging_interval="step"), *callbacks],
         plugins=[AtomicCheckpointIO()],
