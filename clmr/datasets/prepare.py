@@ -1,0 +1,38 @@
+"""`preprocess.py`'s work for each dataset: fetch where possible, verify, extract, convert to wav.
+
+Each named dataset class has a `prepare(cfg)` classmethod; the `audio` folder dataset is converted
+here into a clean copy beside it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from clmr.datasets import REGISTRY, DatasetError, dataset_class
+
+
+def audio_output_dir(cfg) -> Path:
+    """Where `--dataset audio` writes its clean copy: --output_dir, or `<dataset_dir>_<sample_rate>hz` beside it."""
+    if getattr(cfg, "output_dir", ""):
+        return Path(cfg.output_dir)
+    source = Path(cfg.dataset_dir).resolve()
+    return source.with_name(f"{source.name}_{cfg.sample_rate}hz")
+
+
+def prepare(cfg) -> dict:
+    """Prepare `cfg.dataset` under `cfg.dataset_dir`; returns the conversion manifest."""
+    from clmr.preprocessing import convert_all, plan_mirror
+
+    if cfg.dataset == "audio":
+        source = Path(cfg.dataset_dir)
+        if not source.is_dir():
+            raise DatasetError(f"{source}: folder not found (--dataset_dir)")
+        if getattr(cfg, "download", False):
+            raise DatasetError("--dataset audio is a local folder: there is nothing to download")
+        out = audio_output_dir(cfg)
+        return convert_all(plan_mirror(source, out), out, cfg.sample_rate, workers=cfg.workers, dataset="audio")
+    cls = dataset_class(cfg.dataset)
+    if not hasattr(cls, "prepare"):
+        preparable = [n for n in REGISTRY if n == "audio" or hasattr(dataset_class(n), "prepare")]
+        raise DatasetError(f"--dataset {cfg.dataset} needs no preprocessing; preprocess.py handles "
+                           f"{', '.join(preparable)}")
+    return cls.prepare(cfg)
