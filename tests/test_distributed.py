@@ -218,3 +218,38 @@ def test_two_gpus_with_sync_batchnorm_equal_one_gpu_on_the_whole_batch(tmp_path)
     ranks = _run_ranks(tmp_path, {"even": ((4, 4), None)}, encoder="samplecnn", length=59049, backend="nccl",
                        sync_bn=True)
     _assert_matches(ranks["even"], *_single_process((4, 4), "samplecnn", 59049, device="cuda:0"))
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (["--accelerator", "gpu", "--devices", "2", "--strategy", "ddp"], True),
+    (["--gpus", "4"], True),                                    # the original CLMR flag
+    (["--accelerator", "gpu", "--devices", "0,1"], True),
+    (["--accelerator", "gpu", "--devices", "1", "--num_nodes", "2"], True),
+    (["--accelerator", "gpu", "--devices", "2", "--sync_batchnorm", "0"], False),
+    (["--accelerator", "gpu", "--devices", "1"], False),        # one process: plain BatchNorm
+    (["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"], False),  # SyncBatchNorm needs GPUs
+])
+def test_sync_batchnorm_on_several_gpus_unless_switched_off(flags, expected):
+    cfg = load_config(flags)
+    assert use_sync_batchnorm(cfg, hardware(cfg)) is expected
+
+
+def test_trainer_converts_batchnorm_only_when_sync_batchnorm_is_decided(tmp_path, monkeypatch):
+    from pytorch_lightning.plugins import TorchSyncBatchNorm
+
+    cfg = load_config(["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--log_dir", str(tmp_path)])
+    trainer = build_trainer(cfg, "pretrain")
+    assert trainer.world_size == 2 and trainer.strategy._layer_sync is None
+    monkeypatch.setattr("clmr.trainer.use_sync_batchnorm", lambda cfg, hw: True)
+    assert isinstance(build_trainer(cfg, "pretrain").strategy._layer_sync, TorchSyncBatchNorm)
+
+
+class _FakeTrainer:
+    world_size = 4  # e.g. 2 devices x 2 nodes
+
+
+def test_lars_learning_rate_scales_with_the_effective_batch():
+    hparams = Namespace(optimizer="LARS", batch_size=48, weight_decay=1e-6, max_epochs=10)
+    assert effective_batch_size(48, _FakeTrainer()) == 192 and effective_batch_size(48, None) == 48
+    optimizer = build_optimizer([nn.Parameter(torch.zeros(3))], hparams, _FakeTrainer())["optimizer"]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(LARS_BASE_LR * 48 * 4 / LARS_BASE_BATCH)  # 0.225

@@ -9,7 +9,7 @@ from simclr import SimCLR
 from torch import nn
 
 from clmr.losses import NTXentLoss
-from clmr.modules.optimizers import build_optimizer
+from clmr.modules.optimizers import build_optimizer, effective_batch_size
 
 AUDIO_EXAMPLES = 4  # augmented pairs logged to TensorBoard at the start of training
 
@@ -54,6 +54,17 @@ class ContrastiveLearning(LightningModule):
         loss = self(views[:, 0], views[:, 1])
         self.log("Valid/loss", loss, prog_bar=True, sync_dist=True)
         return loss
+
+    def on_train_start(self) -> None:
+        """Log the effective batch size (per device x devices x nodes): the NT-Xent batch, and LARS's lr scale."""
+        size = effective_batch_size(self.hparams.batch_size, self.trainer)
+        if self.logger is not None:
+            self.logger.log_metrics({"effective_batch_size": size}, step=self.global_step)
+        if self.trainer.is_global_zero:
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            print(f"effective batch size: {size} = {self.hparams.batch_size} per device x "
+                  f"{self.trainer.num_devices} device(s) x {self.trainer.num_nodes} node(s); "
+                  f"{self.hparams.optimizer} learning rate {lr:g}")
 
     def configure_optimizers(self):
         return build_optimizer(self.model.parameters(), self.hparams, self.trainer)
