@@ -1,0 +1,230 @@
+"""Reading encoders and probe heads from checkpoint files, ours and the original CLMR's.
+
+Encoder checkpoints (`load_encoder`), recognised by their state-dict keys:
+
+    format          file                                    encoder keys
+    lightning       our pre-training .ckpt, CLMR v2 .ckpt   state_dict["model.encoder.sequential.*"]
+    supervised      our supervised-baseline .ckpt           state_dict["model.sequential.*"]
+    clmr-v1         CLMR v1 .pt (a SimCLR state dict)       "encoder.sequential.*"
+    samplecnn       a bare SampleCNN state dict             "sequential.*"
+
+Only the convolutional trunk (`sequential.*`) is read: the projector, the supervised `fc` and the
+pre-training `out_dim` do not matter to the 512-d representation. Files are always read with
+`torch.load(weights_only=True)`, so a downloaded checkpoint cannot run code.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from clmr.config import ConfigError
+from clmr.models import SampleCNN
+
+# (format, prefix in front of `sequential.*`, where the state dict is), most specific first.
+ENCODER_FORMATS = (
+    ("lightning", "model.encoder.", "state_dict"),
+    ("supervised", "model.", "state_dict"),
+    ("clmr-v1", "encoder.", None),
+    ("clmr-v1", "module.encoder.", None),   # saved from nn.DataParallel
+    ("samplecnn", "", None),
+)
+RANDOM = "random"  # --checkpoint_path random: a randomly initialised (seeded) encoder, the baseline
+
+
+class CheckpointError(ConfigError):
+    """A --checkpoint_path or --finetuner_checkpoint_path that cannot be used (a bad value for a flag)."""
+
+
+def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Opaque:
+    """Stands in for a class that a checkpoint names but that the probe never needs.
+
+    Lightning 1.x keyed callback states by the callback class (`{ModelCheckpoint: {...}}`), and
+    some scripts saved an `argparse.Namespace` of hyper-parameters. `weights_only=True` refuses
+    such globals; we let the weights-only unpickler put this inert object in their place (no code
+    of the named class runs) and keep whatever state it was given.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Opaque":
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+# Globals that may stand in as `Opaque`: bookkeeping of training libraries, never weights.
+OPAQUE_PREFIXES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "argparse.Namespace", "omegaconf.")
+MAX_OPAQUE = 32
+_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def read_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint_path") -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU, with one clear error for anything that is not a checkpoint.
+
+    Classes of training libraries that a checkpoint names in its bookkeeping (see `Opaque`) are
+    read as inert placeholders; any other class is refused, with its name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {path}: file not found")
+    opaque: list[tuple[type, str]] = []
+    while True:
+        try:
+            with torch.serialization.safe_globals(opaque):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            match = _UNSUPPORTED.search(str(err))
+            name = match.group(1) if match else None
+            if name and name.startswith(OPAQUE_PREFIXES) and len(opaque) < MAX_OPAQUE:
+                opaque.append((Opaque, name))
+                continue
+            named = _GLOBAL.search(str(err))
+            if named or "Weights only load failed" in str(err):
+                what = f"a Python object ({named.group(1)})" if named else "Python objects"
+                raise CheckpointError(f"{flag} {path}: refusing to load: the file holds {what} that could "
+                                      f"run code; weights_only=True reads tensors and plain values only") from None
+            raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint ({_first_line(err)})") from None
+        except (RuntimeError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError,
+                zipfile.BadZipFile, OSError) as err:
+            raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint ({_first_line(err)})") from None
+
+
+def _hparams(obj: dict) -> dict[str, Any]:
+    hparams = obj.get("hyper_parameters")
+    if isinstance(hparams, Opaque):  # an argparse.Namespace
+        hparams = getattr(hparams, "state", None)
+    return dict(hparams) if isinstance(hparams, dict) else {}
+
+
+def _state_dict(obj: Any, where: str | None) -> dict[str, Any] | None:
+    if where is not None:
+        obj = obj.get(where) if isinstance(obj, dict) else None
+    if isinstance(obj, dict) and obj and all(isinstance(k, str) for k in obj):
+        return obj
+    return None
+
+
+def encoder_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
+    """The encoder's `sequential.*` weights from a checkpoint: (state dict, format name, hyper-parameters)."""
+    obj = read_checkpoint(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"--checkpoint_path {path}: not a checkpoint (a {type(obj).__name__}, "
+                              f"expected a state dict or a Lightning checkpoint)")
+    hparams = _hparams(obj)
+    seen: list[str] = []
+    for name, prefix, where in ENCODER_FORMATS:
+        state = _state_dict(obj, where)
+        if state is None:
+            continue
+        seen = seen or list(state)
+        trunk = prefix + "sequential."
+        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(trunk)}
+        if weights:
+            return weights, name, hparams
+    if any(k.startswith("model.0.") for k in seen):
+        raise CheckpointError(f"--checkpoint_path {path}: this is a probe-head checkpoint, not an encoder; "
+                              f"pass it as --finetuner_checkpoint_path")
+    found = ", ".join(seen[:3]) + (", ..." if len(seen) > 3 else "") if seen else "no state dict"
+    raise CheckpointError(f"--checkpoint_path {path}: no SampleCNN encoder weights (expected keys "
+                          f"model.encoder.sequential.*, model.sequential.*, encoder.sequential.* or "
+                          f"sequential.*; found {found})")
+
+
+def _frozen(encoder: SampleCNN) -> SampleCNN:
+    encoder.fc = nn.Identity()
+    encoder.eval()
+    encoder.requires_grad_(False)
+    return encoder
+
+
+def random_encoder(seed: int) -> SampleCNN:
+    """A randomly initialised SampleCNN (seeded, so its probe is reproducible): the baseline for pre-training."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = SampleCNN(out_dim=1)
+    return _frozen(encoder)
+
+
+def first_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str | None:
+    """The first key (in the model's order) that is missing, unexpected or of another shape, described."""
+    for key, value in expected.items():
+        if key not in found:
+            if key.endswith("num_batches_tracked"):
+                continue  # written only by newer PyTorch; not needed for inference
+            return f"{key} is missing"
+        if tuple(found[key].shape) != tuple(value.shape):
+            return f"{key} has shape {tuple(found[key].shape)}, expected {tuple(value.shape)}"
+    for key in found:
+        if key not in expected:
+            return f"{key} is not in SampleCNN"
+    return None
+
+
+def load_encoder(path: str | os.PathLike, seed: int = 0) -> SampleCNN:
+    """The SampleCNN encoder of a checkpoint, with `fc` an Identity (512-d output), in eval mode and frozen.
+
+    `path` may be `random` for a randomly initialised encoder (from `seed`; see `random_encoder`).
+    The format found is kept as `encoder.checkpoint_format` and the hyper-parameters as
+    `encoder.checkpoint_hparams`.
+    """
+    if str(path) == RANDOM:
+        encoder = random_encoder(seed)
+        encoder.checkpoint_format, encoder.checkpoint_hparams = RANDOM, {}
+        return encoder
+    weights, fmt, hparams = encoder_state_dict(path)
+    encoder = _frozen(SampleCNN(out_dim=1))
+    expected = encoder.state_dict()
+    mismatch = first_mismatch(expected, weights)
+    if mismatch:
+        raise CheckpointError(f"--checkpoint_path {path} ({fmt} format): not the SampleCNN architecture: "
+                              f"{mismatch}")
+    encoder.load_state_dict(weights, strict=False)
+    encoder.checkpoint_format = fmt
+    encoder.checkpoint_hparams = hparams
+    return encoder
+
+
+# -- probe heads --------------------------------------------------------------------------------
+def head_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A probe head's weights (`0.weight`, ... of an nn.Sequential) from a finetuner checkpoint.
+
+    Reads our `checkpoints/best.ckpt` and the original CLMR v2 finetuner .ckpt (Lightning, keys
+    `model.*`), and a CLMR v1 finetuner .pt (the head's own state dict, keys `0.weight`, `0.bias`).
+    """
+    flag = "--finetuner_checkpoint_path"
+    obj = read_checkpoint(path, flag)
+    state = _state_dict(obj, "state_dict") if isinstance(obj, dict) and "state_dict" in obj else _state_dict(obj, None)
+    if state is None:
+        raise CheckpointError(f"{flag} {path}: not a checkpoint (expected a state dict or a Lightning checkpoint)")
+    head = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    if not head:
+        head = {k: v for k, v in state.items() if k.split(".")[0].isdigit()}
+    head = {k: v for k, v in head.items() if k.split(".")[0].isdigit()}  # not model.encoder.* of a pre-training ckpt
+    if not head:
+        raise CheckpointError(f"{flag} {path}: no probe-head weights (expected keys model.0.weight or 0.weight; "
+                              f"found {', '.join(list(state)[:3])}{', ...' if len(state) > 3 else ''})")
+    return head
