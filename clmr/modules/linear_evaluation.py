@@ -1,0 +1,76 @@
+"""The probe: a linear (or one-hidden-layer MLP) head trained on a frozen encoder's cached representations."""
+from __future__ import annotations
+
+from argparse import Namespace
+
+import numpy as np
+import torch
+from pytorch_lightning import LightningModule
+from torch import nn
+
+from clmr.evaluation import probabilities, track_metrics
+
+HIDDEN = 512             # the MLP head's hidden layer
+PLATEAU_FACTOR = 0.1     # the original CLMR's finetuner schedule
+PLATEAU_PATIENCE = 5
+
+
+def build_head(n_features: int, n_outputs: int, mlp: bool) -> nn.Sequential:
+    """`Linear`, or `Linear-ReLU-Linear` with 512 hidden units: keys `0.*` (and `2.*`) as in the original."""
+    if mlp:
+        return nn.Sequential(nn.Linear(n_features, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_outputs))
+    return nn.Sequential(nn.Linear(n_features, n_outputs))
+
+
+class LinearEvaluation(LightningModule):
+    """The head as `self.model` (checkpoint keys `model.*`); BCE for multi-label data, cross-entropy otherwise.
+
+    Batches are (representations, labels). Besides the losses, each validation epoch logs the
+    crop-level macro ROC-AUC and PR-AUC (and accuracy for single-label data) to TensorBoard.
+    """
+
+    def __init__(self, cfg: Namespace, n_features: int, n_outputs: int, multilabel: bool,
+                 tag_names: list[str] | None = None):
+        super().__init__()
+        self.save_hyperparameters(vars(cfg))
+        self.hparams.update(n_features=n_features, n_outputs=n_outputs, multilabel=multilabel)
+        self.model = build_head(n_features, n_outputs, bool(self.hparams.finetuner_mlp))
+        self.criterion = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
+        self.tag_names = list(tag_names) if tag_names else [str(k) for k in range(n_outputs)]
+        self._valid: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.model(h)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        h, y = batch
+        loss = self.criterion(self(h), y)
+        self.log("Train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        h, y = batch
+        logits = self(h)
+        loss = self.criterion(logits, y)
+        self.log("Valid/loss", loss, prog_bar=True)
+        self._valid.append((logits.detach().float().cpu(), y.detach().cpu()))
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        outputs, self._valid = self._valid, []
+        if self.trainer.sanity_checking or not outputs:
+            return
+        logits = torch.cat([o for o, _ in outputs]).numpy()
+        labels = torch.cat([y for _, y in outputs]).numpy()
+        metrics = track_metrics(labels, probabilities(logits, self.hparams.multilabel), self.tag_names,
+                                self.hparams.multilabel)
+        for name in ("roc_auc", "pr_auc", "accuracy"):
+            if name in metrics and np.isfinite(metrics[name]):
+                self.log(f"Valid/{name}", float(metrics[name]))
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.finetuner_learning_rate,
+                                     weight_decay=self.hparams.weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=PLATEAU_FACTOR,
+                                                               patience=PLATEAU_PATIENCE)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "Valid/loss"}}
