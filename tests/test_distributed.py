@@ -253,3 +253,17 @@ def test_lars_learning_rate_scales_with_the_effective_batch():
     assert effective_batch_size(48, _FakeTrainer()) == 192 and effective_batch_size(48, None) == 48
     optimizer = build_optimizer([nn.Parameter(torch.zeros(3))], hparams, _FakeTrainer())["optimizer"]
     assert optimizer.param_groups[0]["lr"] == pytest.approx(LARS_BASE_LR * 48 * 4 / LARS_BASE_BATCH)  # 0.225
+
+
+def test_each_rank_draws_its_own_crops_and_augmentations():
+    cfg = load_config(["--seed", "7"])
+    draws = {}
+    for rank in (0, 1):
+        module = ContrastiveLearning(cfg, TinyEncoder())
+        module._trainer = Namespace(world_size=2, global_rank=rank)
+        torch.manual_seed(cfg.seed)  # what seed_everything did in every process
+        module.on_fit_start()
+        draws[rank] = torch.rand(4)
+    assert not torch.equal(draws[0], draws[1])
+    torch.manual_seed(cfg.seed)
+    assert torch.equal(draws[0], torch.rand(4))  # rank 0 keeps the single-process stream

@@ -55,6 +55,16 @@ class ContrastiveLearning(LightningModule):
         self.log("Valid/loss", loss, prog_bar=True, sync_dist=True)
         return loss
 
+    def on_fit_start(self) -> None:
+        """Under DDP, a random stream per process for the crops and augmentations it draws itself.
+
+        seed_everything gives every process the same seed, so example k of every rank would otherwise be
+        cropped and augmented alike (same offsets, gains, noise). PL_GLOBAL_SEED is left alone: the
+        DistributedSampler needs the same seed on every rank, and DataLoader workers are already seeded by rank.
+        """
+        if self.trainer.world_size > 1:
+            torch.manual_seed(self.hparams.seed + self.global_rank)
+
     def on_train_start(self) -> None:
         """Log the effective batch size (per device x devices x nodes): the NT-Xent batch, and LARS's lr scale."""
         size = effective_batch_size(self.hparams.batch_size, self.trainer)
