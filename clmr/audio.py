@@ -49,9 +49,12 @@ def read_window(path: str | os.PathLike, start: int, frames: int) -> np.ndarray:
     """
     try:
         with sf.SoundFile(str(path)) as f:
-            if start:
-                f.seek(start)
-            data = f.read(frames, dtype="float32", always_2d=True)
+            if start >= f.frames:  # wholly past the end: all padding (seeking there is an error)
+                data = np.zeros((0, f.channels), np.float32)
+            else:
+                if start:
+                    f.seek(start)
+                data = f.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioFileError(f"{path}: cannot read audio ({_reason(err)})") from None
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]

@@ -24,6 +24,7 @@ class AudioFolder(AudioDataset):
             raise DatasetError(f"{self.root}: no audio files (wav, flac, ogg, mp3) in this folder")
         held_out = files[VALID_EVERY - 1::VALID_EVERY] if len(files) >= VALID_EVERY else files[-1:]
         if subset == "train":
-            self.files = [f for f in files if f not in set(held_out)] or files
+            held = set(held_out)
+            self.files = [f for f in files if f not in held] or files
         else:
             self.files = held_out
