@@ -1,0 +1,208 @@
+"""preprocess.py and clmr.preprocessing: mixed folders to mono 16-bit wav, corrupt files, resumability."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import preprocess
+from clmr.datasets.magnatagatune import BROKEN_CLIPS, MagnaTagATune
+from clmr.preprocessing import Job, bare_flags, convert_all, convert_file, plan_mirror
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE = 22050
+
+
+def tone(freq: float, seconds: float, rate: int, channels: int = 1, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    x = amp * np.sin(2 * np.pi * freq * t)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def can_write_mp3() -> bool:
+    return "MP3" in sf.available_formats()
+
+
+def mixed_folder(root: Path) -> dict[str, float]:
+    """Files of several formats, rates and channel counts, a corrupt and an empty one; returns name -> seconds."""
+    root.mkdir(parents=True)
+    (root / "sub").mkdir()
+    durations = {}
+    sf.write(root / "a_stereo_44k.wav", tone(1000, 1.0, 44100, channels=2), 44100)
+    durations["a_stereo_44k.wav"] = 1.0
+    sf.write(root / "sub" / "b_mono_48k.flac", tone(440, 0.5, 48000), 48000, format="FLAC")
+    durations["sub/b_mono_48k.flac"] = 0.5
+    sf.write(root / "c_stereo_32k.ogg", tone(300, 0.8, 32000, channels=2), 32000, format="OGG", subtype="VORBIS")
+    durations["c_stereo_32k.ogg"] = 0.8
+    sf.write(root / "sub" / "d_22k.aiff", tone(200, 0.3, RATE), RATE, format="AIFF")
+    durations["sub/d_22k.aiff"] = 0.3
+    if can_write_mp3():
+        sf.write(root / "e_16k.mp3", tone(500, 1.2, 16000), 16000, format="MP3", subtype="MPEG_LAYER_III")
+        durations["e_16k.mp3"] = 1.2
+    (root / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 10)
+    (root / "sub" / "empty.flac").write_bytes(b"")
+    (root / "notes.txt").write_text("not audio")
+    return durations
+
+
+def load_manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_a_mixed_folder_becomes_mono_16_bit_wav_at_the_target_rate(tmp_path):
+    durations = mixed_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    manifest = convert_all(plan_mirror(tmp_path / "in", out), out, RATE, workers=0, progress=False)
+    assert manifest["counts"] == {"converted": len(durations), "skipped": 0, "failed": 2}
+    for name, seconds in durations.items():
+        wav = (out / name).with_suffix(".wav")
+        info = sf.info(wav)
+        assert (info.samplerate, info.channels, info.subtype, info.format) == (RATE, 1, "PCM_16", "WAV")
+        slack = 0.1 if name.endswith(".mp3") else 0.002  # mp3 adds encoder delay and padding
+        assert abs(info.frames / RATE - seconds) <= slack, name
+    assert not (out / "notes.wav").exists()
+    # the 1 kHz tone is still at 1 kHz, and the stereo channels were averaged, not summed
+    x, _ = sf.read(out / "a_stereo_44k.wav")
+    spectrum = np.abs(np.fft.rfft(x))
+    assert abs(np.argmax(spectrum) * RATE / len(x) - 1000) < 2
+    assert 0.45 < np.max(np.abs(x)) < 0.55
+    assert len(list(out.rglob("*.tmp-*"))) == 0
+
+
+def test_corrupt_and_empty_inputs_are_recorded_with_reasons_not_fatal(tmp_path):
+    mixed_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    convert_all(plan_mirror(tmp_path / "in", out), out, RATE, workers=0, progress=False)
+    failed = {Path(f["input"]).name: f["reason"] for f in load_manifest(out)["failed"]}
+    assert set(failed) == {"corrupt.wav", "empty.flac"}
+    assert failed["empty.flac"] == "empty file (0 bytes)"
+    assert "cannot read audio" in failed["corrupt.wav"] or "decode" in failed["corrupt.wav"]
+    assert not (out / "corrupt.wav").exists()
+
+
+def test_a_second_run_does_no_work(tmp_path):
+    mixed_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    first = convert_all(plan_mirror(tmp_path / "in", out), out, RATE, workers=0, progress=False)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
+    second = convert_all(plan_mirror(tmp_path / "in", out), out, RATE, workers=0, progress=False)
+    assert second["counts"]["converted"] == 0
+    assert second["counts"]["skipped"] == first["counts"]["converted"]
+    assert {s["reason"] for s in second["skipped"]} == {"up to date"}
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")} == stamps
+    # the corrupt inputs are still reported, from the last run, without being decoded again
+    assert sorted(Path(f["input"]).name for f in second["failed"]) == ["corrupt.wav", "empty.flac"]
+    assert all("unchanged since the last run" in f["reason"] for f in second["failed"])
+
+
+def test_a_rerun_redoes_half_written_and_wrong_rate_outputs_only(tmp_path):
+    mixed_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    convert_all(plan_mirror(tmp_path / "in", out), out, RATE, workers=0, progress=False)
+    (out / "a_stereo_44k.wav").write_bytes(b"RIFF\x24\x00")  # damaged output under the final name
+    sf.write(out / "c_stereo_32k.wav", np.zeros(100), 16000)  # left by a run at another rate
+    stale = out / "sub" / ".d_22k.tmp-abc123.wav"  # temporary of a killed run
+    stale.write_bytes(b"half")
+    (tmp_path / "in" / "corrupt.wav").write_bytes(b"still corrupt but changed")
+    manifest = convert_all(plan_mirror(tmp_path / "in", out), out, RATE, workers=0, progress=False)
+    assert sorted(Path(c["input"]).name for c in manifest["converted"]) == ["a_stereo_44k.wav", "c_stereo_32k.ogg"]
+    assert not stale.exists()
+    assert [Path(f["input"]).name for f in manifest["failed"] if "unchanged" not in f["reason"]] == ["corrupt.wav"]
+    assert sf.info(out / "c_stereo_32k.wav").samplerate == RATE
+
+
+def test_worker_processes_give_the_same_files_as_one_process(tmp_path):
+    mixed_folder(tmp_path / "in")
+    serial = convert_all(plan_mirror(tmp_path / "in", tmp_path / "one"), tmp_path / "one", RATE, workers=0,
+                         progress=False)
+    parallel = convert_all(plan_mirror(tmp_path / "in", tmp_path / "two"), tmp_path / "two", RATE, workers=2,
+                           progress=False)
+    assert parallel["counts"] == serial["counts"]
+    for wav in (tmp_path / "one").rglob("*.wav"):
+        twin = tmp_path / "two" / wav.relative_to(tmp_path / "one")
+        assert np.array_equal(sf.read(wav)[0], sf.read(twin)[0])
+
+
+def test_mp3_input_is_decoded_even_where_libsndfile_cannot_write_it(tmp_path):
+    if not can_write_mp3():
+        pytest.skip("this libsndfile cannot write mp3 to make the fixture")
+    sf.write(tmp_path / "clip.mp3", tone(440, 2.0, 16000), 16000, format="MP3", subtype="MPEG_LAYER_III")
+    result = convert_file(Job(tmp_path / "clip.mp3", tmp_path / "clip.wav"), RATE)
+    assert result.status == "converted" and abs(result.seconds - 2.0) < 0.1
+
+
+def test_mtat_preprocess_skips_the_three_broken_clips_with_the_reason(tmp_path):
+    mp3 = tmp_path / "magnatagatune" / "mp3"
+    for rel in BROKEN_CLIPS.values():
+        (mp3 / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mp3 / rel).write_bytes(b"")
+    (mp3 / "0").mkdir()
+    sf.write(mp3 / "0" / "fine-1-30.mp3", tone(440, 0.5, 16000), 16000, format="MP3", subtype="MPEG_LAYER_III")
+    cfg = Namespace(dataset_dir=str(tmp_path), sample_rate=RATE, workers=0, download=False)
+    manifest = MagnaTagATune.prepare(cfg)
+    assert manifest["counts"] == {"converted": 1, "skipped": 3, "failed": 0}
+    reasons = {Path(s["input"]).relative_to(mp3).as_posix(): s["reason"] for s in manifest["skipped"]}
+    for clip, rel in BROKEN_CLIPS.items():
+        assert clip in reasons[rel] and "broken" in reasons[rel]
+
+
+def test_missing_mtat_audio_without_download_says_how_to_get_it(tmp_path):
+    cfg = Namespace(dataset_dir=str(tmp_path), sample_rate=RATE, workers=0, download=False)
+    with pytest.raises(Exception, match="--download"):
+        MagnaTagATune.prepare(cfg)
+
+
+# -- the script ----------------------------------------------------------------------------------
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "preprocess.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+def test_preprocess_script_converts_an_audio_folder_beside_it(tmp_path):
+    durations = mixed_folder(tmp_path / "music")
+    done = run_script("--dataset", "audio", "--dataset_dir", str(tmp_path / "music"), "--sample_rate", "16000",
+                      "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "music_16000hz"
+    assert f"{len(durations)} converted, 0 skipped, 2 failed" in done.stdout
+    assert "corrupt.wav" in done.stdout and (out / "manifest.json").is_file()
+    assert sf.info(out / "sub" / "b_mono_48k.wav").samplerate == 16000
+    again = run_script("--dataset", "audio", "--dataset_dir", str(tmp_path / "music"), "--sample_rate", "16000",
+                       "--output_dir", str(out))
+    assert again.returncode == 0 and "0 converted" in again.stdout
+
+
+def test_preprocess_script_fails_with_one_line_for_bad_input(tmp_path):
+    missing = run_script("--dataset", "audio", "--dataset_dir", str(tmp_path / "nope"))
+    assert missing.returncode != 0
+    assert missing.stderr.strip().splitlines() == [f"preprocess.py: error: {tmp_path / 'nope'}: folder not found "
+                                                   "(--dataset_dir)"]
+    bad_flag = run_script("--dataset", "audio", "--sampel_rate", "8000")
+    assert bad_flag.returncode != 0 and "did you mean --sample_rate" in bad_flag.stderr
+    bad_value = run_script("--dataset", "audio", "--workers", "many")
+    assert bad_value.returncode != 0 and "--workers" in bad_value.stderr
+    unknown = run_script("--dataset", "imagenet", "--dataset_dir", str(tmp_path))
+    assert unknown.returncode != 0 and "unknown dataset 'imagenet'" in unknown.stderr
+
+
+def test_download_may_be_given_as_a_bare_flag():
+    assert bare_flags(["--download", "--workers", "2"], ["download"]) == ["--download", "1", "--workers", "2"]
+    assert bare_flags(["--workers", "2", "--download"], ["download"]) == ["--workers", "2", "--download", "1"]
+    assert bare_flags(["--download", "0"], ["download"]) == ["--download", "0"]
+
+
+def test_preprocess_main_handles_gtzan_in_process(tmp_path, capsys):
+    genres = tmp_path / "gtzan" / "genres" / "jazz"
+    genres.mkdir(parents=True)
+    sf.write(genres / "jazz.00001.wav", tone(440, 0.2, RATE), RATE)
+    (genres / "jazz.00054.wav").write_bytes(os.urandom(64))  # unreadable, as in some copies
+    assert preprocess.main(["--dataset", "gtzan", "--dataset_dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "gtzan: 1 converted, 0 skipped, 1 failed" in text and "jazz.00054.wav" in text
