@@ -246,40 +246,61 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def render(track: Track, sample_rate: int, duration: float, rng: np.random.Generator) -> np.ndarray:
-    """The track's audio: float32, `duration` seconds at `sample_rate`, peak below 1."""
+    """The track's audio: float32, `duration` seconds at `sample_rate`, peak below 1.
+
+    Each part draws from its own random stream (spawned from `rng`), so the same track with one tag
+    flipped (drums added, the register raised) keeps everything else: the notes, the levels, the room.
+    """
     sr, n = sample_rate, int(round(duration * sample_rate))
     beat = 60.0 / track.tempo
     n_beats = int(np.ceil(duration / beat)) + 1
-    mix = np.zeros(n, np.float32)
+    score_rng, level_rng, drums_rng, hihat_rng, room_rng, *part_rngs = rng.spawn(5 + len(MELODIC) + 1)
+    part_rng = dict(zip(MELODIC + ("bass",), part_rngs))
+    levels = {name: level_rng.uniform(-7, 0) for name in MELODIC}
+    levels.update(bass=level_rng.uniform(-8, -2), drums=level_rng.uniform(-6, 0), hihat=level_rng.uniform(-14, -4))
+    levels[track.instruments[0]] += 3.0  # the melody leads
 
-    for instrument, notes in _score(track, n_beats, rng).items():
-        variant = int(rng.integers(2))
-        stem, cache = np.zeros(n, np.float32), {}
-        for onset, midi, length in notes:
-            key = (midi, length)
-            if key not in cache:
-                cache[key] = _note(instrument, _midi_hz(midi, track.tuning), length * beat, sr, rng, variant)
-            _place(stem, cache[key], int(onset * beat * sr), rng.uniform(0.6, 1.0))
-        lead = 3.0 if instrument == track.instruments[0] else 0.0
-        level = rng.uniform(-8, -2) if instrument == "bass" else rng.uniform(-7, 0) + lead
-        mix += _normalise(stem) * 10 ** (level / 20)
-
+    stems = {name: _pitched_stem(name, notes, track.tuning, beat, n, sr, part_rng[name])
+             for name, notes in _score(track, n_beats, score_rng).items()}
     if track.drums:
-        kick, snare, stem = _kick(sr, rng), _snare(sr, rng), np.zeros(n, np.float32)
-        kicks = [0.0, 2.0] + ([2.5] if rng.random() < 0.5 else []) + ([1.5] if rng.random() < 0.3 else [])
-        for bar in range(0, n_beats, 4):
-            for k in kicks:
-                _place(stem, kick, int((bar + k) * beat * sr), rng.uniform(0.8, 1.0))
-            for s in (1, 3):
-                _place(stem, snare, int((bar + s) * beat * sr), rng.uniform(0.7, 1.0))
-        mix += _normalise(stem) * 10 ** (rng.uniform(-6, 0) / 20)
+        stems["drums"] = _drum_stem(beat, n_beats, n, sr, drums_rng)
     if track.hihat:
-        hat, stem = _hat(sr, rng), np.zeros(n, np.float32)
-        step = 0.25 if rng.random() < 0.3 else 0.5
-        for i in range(int(n_beats / step)):
-            _place(stem, hat, int(i * step * beat * sr), rng.uniform(0.3, 1.0) * (1.0 if i % 2 == 0 else 0.6))
-        mix += _normalise(stem) * 10 ** (rng.uniform(-14, -4) / 20)
-    return _room_and_nuisances(mix, track.reverb, sr, rng)
+        stems["hihat"] = _hihat_stem(beat, n_beats, n, sr, hihat_rng)
+    mix = sum(_normalise(stem) * np.float32(10 ** (levels[name] / 20)) for name, stem in stems.items())
+    return _room_and_nuisances(mix, track.reverb, sr, room_rng)
+
+
+def _pitched_stem(instrument: str, notes: list[tuple[float, int, float]], tuning: float, beat: float, n: int,
+                  sr: int, rng: np.random.Generator) -> np.ndarray:
+    variant = int(rng.integers(2))
+    gains = rng.uniform(0.6, 1.0, len(notes))
+    stem, cache = np.zeros(n, np.float32), {}
+    for (onset, midi, length), gain in zip(notes, gains):
+        if (midi, length) not in cache:
+            cache[midi, length] = _note(instrument, _midi_hz(midi, tuning), length * beat, sr, rng, variant)
+        _place(stem, cache[midi, length], int(onset * beat * sr), gain)
+    return stem
+
+
+def _drum_stem(beat: float, n_beats: int, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Kick on beats 1 and 3 (sometimes also on 2-and, 3-and), snare on 2 and 4."""
+    kick, snare, stem = _kick(sr, rng), _snare(sr, rng), np.zeros(n, np.float32)
+    kicks = [0.0, 2.0] + ([2.5] if rng.random() < 0.5 else []) + ([1.5] if rng.random() < 0.3 else [])
+    for bar in range(0, n_beats, 4):
+        for k in kicks:
+            _place(stem, kick, int((bar + k) * beat * sr), rng.uniform(0.8, 1.0))
+        for k in (1, 3):
+            _place(stem, snare, int((bar + k) * beat * sr), rng.uniform(0.7, 1.0))
+    return stem
+
+
+def _hihat_stem(beat: float, n_beats: int, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Eighths or sixteenths, the off-beats softer."""
+    hat, stem = _hat(sr, rng), np.zeros(n, np.float32)
+    step = 0.25 if rng.random() < 0.3 else 0.5
+    for i in range(int(n_beats / step)):
+        _place(stem, hat, int(i * step * beat * sr), rng.uniform(0.3, 1.0) * (1.0 if i % 2 == 0 else 0.6))
+    return stem
 
 
 def _room_and_nuisances(mix: np.ndarray, reverb: bool, sr: int, rng: np.random.Generator) -> np.ndarray:
