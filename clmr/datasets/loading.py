@@ -13,6 +13,16 @@ from clmr.datasets.views import CropDataset
 PREFETCH_FACTOR = 4  # batches each worker prepares ahead
 
 
+def pin_memory(cfg: Namespace) -> bool:
+    """Page-locked batches make host-to-GPU copies asynchronous: worth it only when training runs on a GPU."""
+    if not torch.cuda.is_available():
+        return False
+    from clmr.trainer import hardware
+
+    accelerator = hardware(cfg)["accelerator"]
+    return accelerator in ("gpu", "cuda", "auto")
+
+
 def crop_loader(dataset: AudioDataset, cfg: Namespace, train: bool, n_views: int | None = 2,
                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
                 batch_size: int | None = None) -> DataLoader:
@@ -28,7 +38,7 @@ def crop_loader(dataset: AudioDataset, cfg: Namespace, train: bool, n_views: int
         shuffle=train,
         drop_last=train,  # equal batch sizes on every step (and every DDP rank)
         num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=pin_memory(cfg),
         persistent_workers=workers > 0,
         prefetch_factor=PREFETCH_FACTOR if workers > 0 else None,
     )

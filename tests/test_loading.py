@@ -1,0 +1,111 @@
+"""Training DataLoaders: batch shapes, random window crops per item, view and worker, pinning, worker seeding."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from clmr.config import load_config
+from clmr.datasets.dataset import AudioDataset
+from clmr.datasets.loading import crop_loader, pin_memory
+from clmr.datasets.views import CropDataset
+
+SR = 22050
+FRAMES = 20000  # below 2**15, so that a sample's 16-bit value is its position in the track
+CROP = 1000
+
+
+class Ramps(AudioDataset):
+    """Tracks whose sample i is i / 32768: a crop's first sample says where it was cut."""
+
+    def __init__(self, folder: Path, n: int):
+        super().__init__(folder, "train", SR, CROP)
+        self.files = []
+        for k in range(n):
+            path = folder / f"ramp{k:02d}.wav"
+            if not path.exists():
+                sf.write(str(path), np.arange(FRAMES, dtype=np.int16), SR, subtype="PCM_16")
+            self.files.append(path)
+
+
+def offsets(views: torch.Tensor) -> list[int]:
+    """The start offset of every crop in a (..., 1, CROP) tensor."""
+    first = views.reshape(-1, CROP)[:, 0]
+    return [int(v) for v in torch.round(first * 32768)]
+
+
+def config(**options) -> object:
+    argv = [item for key, value in options.items() for item in (f"--{key}", str(value))]
+    return load_config(argv)
+
+
+@pytest.fixture
+def ramps(tmp_path) -> Ramps:
+    return Ramps(tmp_path, 10)
+
+
+def test_crop_loader_yields_pairs_of_float32_crops_and_drops_the_last_partial_batch(ramps):
+    loader = crop_loader(ramps, config(batch_size=4, workers=0), train=True, n_views=2)
+    batches = [views for views, _ in loader]
+    assert len(batches) == 2  # 10 tracks, batch 4: the last 2 are dropped
+    for views in batches:
+        assert views.shape == (4, 2, 1, CROP) and views.dtype == torch.float32 and views.is_contiguous()
+        for crop in views.reshape(-1, CROP):  # each crop is a contiguous window of the ramp
+            np.testing.assert_array_equal(torch.round(crop * 32768).numpy(), np.arange(CROP) + round(float(crop[0]) * 32768))
+
+
+def test_evaluation_loader_keeps_every_track_in_order(ramps):
+    loader = crop_loader(ramps, config(batch_size=4, workers=0), train=False, n_views=None)
+    sizes = [views.shape for views, _ in loader]
+    assert sizes == [(4, 1, CROP), (4, 1, CROP), (2, 1, CROP)]
+
+
+def test_views_and_items_are_cut_at_independent_random_offsets(ramps):
+    torch.manual_seed(0)
+    starts = [offsets(views) for views, _ in crop_loader(ramps, config(batch_size=2, workers=0), True, n_views=2)]
+    flat = [s for batch in starts for s in batch]
+    assert len(set(flat)) == len(flat)  # 20 crops from 18,001 possible offsets: no repeats
+    assert all(0 <= s <= FRAMES - CROP for s in flat)
+
+
+def test_crop_dataset_stacks_transformed_views(ramps):
+    crops = CropDataset(ramps, n_views=3, transform=lambda v: -v)
+    views, label = crops[0]
+    assert views.shape == (3, 1, CROP) and views.dtype == torch.float32
+    assert (views <= 0).all() and label.numel() == 0
+
+
+def test_workers_cut_different_crops_and_the_seed_repeats_them(ramps):
+    cfg = config(batch_size=1, workers=2)
+
+    def epoch(seed: int) -> list[int]:
+        torch.manual_seed(seed)
+        loader = crop_loader(ramps, cfg, train=True, n_views=2)
+        return [s for views, _ in loader for s in offsets(views)]
+
+    first, again, other = epoch(1), epoch(1), epoch(2)
+    assert len(set(first)) == len(first), "the two workers repeated each other's crops"
+    assert first == again  # workers are seeded from the main process's generator
+    assert first != other
+
+
+def test_a_persistent_loader_cuts_new_crops_every_epoch(ramps):
+    loader = crop_loader(ramps, config(batch_size=5, workers=1), train=True, n_views=1)
+    one = sorted(s for views, _ in loader for s in offsets(views))
+    two = sorted(s for views, _ in loader for s in offsets(views))
+    assert one != two
+
+
+def test_batches_are_pinned_only_for_training_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not pin_memory(config())
+    assert not pin_memory(config(gpus=1))  # asked for a GPU, but there is none: nothing to pin for
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pin_memory(config())  # accelerator auto picks the GPU
+    assert pin_memory(config(gpus=1))
+    assert pin_memory(config(accelerator="gpu"))
+    assert not pin_memory(config(accelerator="cpu"))
+    assert not pin_memory(config(gpus=0))
