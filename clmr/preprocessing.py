@@ -68,9 +68,9 @@ def plan_mirror(src_root: str | os.PathLike, dst_root: str | os.PathLike,
 
     `exclude` maps relative input paths (with `/`) to the reason they are skipped.
     """
-    src_root, dst_root = Path(src_root), Path(dst_root)
-    if not src_root.is_dir():
+    if not Path(src_root).is_dir():
         raise PreprocessError(f"{src_root}: input folder not found")
+    src_root, dst_root = Path(src_root).resolve(), Path(dst_root).resolve()
     extensions = tuple(e.lower() for e in extensions)
     exclude = exclude or {}
     jobs = []
@@ -111,7 +111,7 @@ def convert_file(job: Job, sample_rate: int) -> Result:
         audio = load_mono(src, sample_rate)
         write_wav(dst, audio, sample_rate)
     except AudioFileError as err:
-        result.reason = str(err).split(": ", 1)[-1]
+        result.reason = str(err).removeprefix(f"{src}: ")
         return result
     except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as err:
         result.reason = f"cannot decode ({type(err).__name__}: {err})"

@@ -258,3 +258,20 @@ def test_mtat_download_with_a_wrong_checksum_stops_with_the_file_named(host, tmp
                     mtat_base_url=f"{host.url}/mtat")
     with pytest.raises(DownloadError, match="mp3.zip.001.*checksum mismatch"):
         MagnaTagATune.prepare(cfg)
+
+
+def test_mtat_download_after_a_manual_extraction_fetches_only_the_metadata(host, tmp_path, monkeypatch):
+    mp3 = tmp_path / "magnatagatune" / "mp3"
+    for d in "0123456789abcdef":
+        (mp3 / d).mkdir(parents=True)
+        (mp3 / d / f"x-{d}-1-30.mp3").write_bytes(mp3_bytes(0.2))
+    index = "".join(f"{n}\t{d}/x-{d}-1-30.mp3\n" for n, d in enumerate("0123456789abcdef")).encode()
+    host.files["/pons/index_mtt.tsv"] = index
+    monkeypatch.setattr(mtat, "AUDIO_PARTS", {"mp3.zip.001": md5(b"never fetched")})
+    monkeypatch.setattr(mtat, "ANNOTATIONS", {})
+    monkeypatch.setattr(mtat, "SPLIT_FILES", {"pons2017": {"index_mtt.tsv": md5(index)}})
+    cfg = Namespace(dataset_dir=str(tmp_path), sample_rate=8000, workers=0, download=True,
+                    mtat_base_url=f"{host.url}/mtat", mtat_pons2017_url=f"{host.url}/pons")
+    manifest = MagnaTagATune.prepare(cfg)
+    assert [path for path, _ in host.requests] == ["/pons/index_mtt.tsv"]
+    assert manifest["counts"]["converted"] == 16

@@ -227,8 +227,9 @@ def _load_npy(path: Path) -> np.ndarray:
 def fetch(base: Path, base_url: str = BASE_URL, split_urls: dict[str, str] | None = None,
           audio_parts: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
           split_files: dict[str, dict[str, str]] | None = None) -> None:
-    """Download the audio parts and annotations (from `base_url`) and both splits' files, check them, extract.
+    """Download both splits' files, the annotations and the audio parts (from `base_url`), check, merge, extract.
 
+    The audio is not fetched again once extracted (by this function or by hand into mp3/0 ... mp3/f).
     The arguments after `base_url` default to the real dataset's URLs and checksums; tests pass their own.
     """
     from clmr.datasets.download import download_all, extract_zip, merge_parts
@@ -239,14 +240,25 @@ def fetch(base: Path, base_url: str = BASE_URL, split_urls: dict[str, str] | Non
     split_files = SPLIT_FILES if split_files is None else split_files
     base_url = base_url.rstrip("/")
     downloads = base / "downloads"
-    remote = [RemoteFile(n, f"{base_url}/{n}", c) for n, c in {**audio_parts, **annotations}.items()]
-    download_all(remote, downloads)
     for split, files in split_files.items():
         url = split_urls[split].rstrip("/")
         download_all([RemoteFile(n, f"{url}/{n}", c) for n, c in files.items()], base / "metadata")
-    done = base / "mp3" / ".extracted"
-    if not done.is_file():
-        merged = merge_parts([downloads / n for n in sorted(audio_parts)], downloads / "mp3.zip")
-        extract_zip(merged, base / "mp3")
-        done.write_text("extracted from " + ", ".join(sorted(audio_parts)) + "\n")
-        merged.unlink()
+    download_all([RemoteFile(n, f"{base_url}/{n}", c) for n, c in annotations.items()], downloads)
+    if audio_extracted(base / "mp3"):
+        log.info("%s: audio already extracted; not downloading mp3.zip.* again", base / "mp3")
+        return
+    download_all([RemoteFile(n, f"{base_url}/{n}", c) for n, c in audio_parts.items()], downloads)
+    merged = merge_parts([downloads / n for n in sorted(audio_parts)], downloads / "mp3.zip")
+    extract_zip(merged, base / "mp3")
+    (base / "mp3" / EXTRACTED).write_text("extracted from " + ", ".join(sorted(audio_parts)) + "\n")
+    merged.unlink()
+
+
+EXTRACTED = ".extracted"
+
+
+def audio_extracted(mp3: Path) -> bool:
+    """The archive was extracted here: by fetch (its marker file), or by hand (all 16 folders 0-f hold mp3s)."""
+    if (mp3 / EXTRACTED).is_file():
+        return True
+    return all(any((mp3 / d).glob("*.mp3")) for d in "0123456789abcdef") if mp3.is_dir() else False
