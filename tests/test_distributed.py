@@ -267,3 +267,45 @@ def test_each_rank_draws_its_own_crops_and_augmentations():
     assert not torch.equal(draws[0], draws[1])
     torch.manual_seed(cfg.seed)
     assert torch.equal(draws[0], torch.rand(4))  # rank 0 keeps the single-process stream
+
+
+MAIN = Path(__file__).resolve().parent.parent / "main.py"
+
+
+def test_ddp_pretraining_on_two_cpu_processes_writes_one_checkpoint_that_linear_evaluation_loads(tmp_path):
+    """main.py under Lightning DDP (2 CPU processes, gloo); rank 0 alone writes last.ckpt and best.ckpt."""
+    import subprocess
+    import sys
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from clmr.checkpoints import load_encoder
+    from clmr.models import SampleCNN
+
+    flags = ["--strategy", "ddp", "--accelerator", "cpu", "--devices", "2", "--max_epochs", "1",
+             "--limit_train_batches", "1", "--limit_val_batches", "1", "--batch_size", "2",
+             "--synthetic_tracks", "24", "--synthetic_duration", "3",
+             "--dataset_dir", str(tmp_path / "data"), "--log_dir", str(tmp_path / "runs")]
+    done = subprocess.run([sys.executable, str(MAIN), *flags], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "effective batch size: 4 = 2 per device x 2 device(s) x 1 node(s)" in done.stdout
+
+    run = tmp_path / "runs" / "pretrain_synthetic"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.ckpt")) == \
+        [Path("runs/pretrain_synthetic/checkpoints/best.ckpt"), Path("runs/pretrain_synthetic/checkpoints/last.ckpt")]
+    assert [p.name for p in run.glob("version_*")] == ["version_0"]  # one logger, on rank 0
+    events = EventAccumulator(str(run / "version_0"))
+    events.Reload()
+    assert [s.value for s in events.Scalars("effective_batch_size")] == [4.0]
+
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 1
+    encoder = load_encoder(run / "checkpoints" / "last.ckpt")  # single process, as linear_evaluation.py does
+    expected = SampleCNN(out_dim=1)
+    expected.fc = nn.Identity()
+    expected.load_state_dict({k.removeprefix("model.encoder."): v for k, v in checkpoint["state_dict"].items()
+                              if k.startswith("model.encoder.")})
+    x = torch.randn(2, 1, 59049)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x), expected.eval()(x))
