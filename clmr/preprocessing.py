@@ -9,7 +9,7 @@ A re-run converts only what is missing: an output that exists, reads as mono at 
 not empty is kept ("up to date"); outputs are written under a temporary name and renamed, so a killed
 run never leaves a half-written file under the final name; inputs that failed before and have not
 changed since (same size and modification time) are not decoded again. Corrupt or empty inputs are
-recorded as failed with the reason, never fatal.
+recorded as failed with the reason, never fatal; a file that kills its worker process fails alone.
 
 Decoding is libsndfile's (wav, flac, ogg, mp3, aiff, au); resampling is soxr's, which
 bench/bench_preprocess.py measured faster than torchaudio's and at least as accurate.
@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -189,22 +190,53 @@ def _run(todo: list[Job], sample_rate: int, workers: int, progress: bool) -> lis
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="convert", unit="file", disable=not progress or not todo)
-    results = []
+    results: list[Result] = []
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
             results.append(convert_file(job, sample_rate))
             bar.update()
     else:
-        # fork: workers start at once and need nothing from the parent but the job list.
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        chunk = max(1, min(32, len(todo) // (workers * 8)))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for result in pool.map(_convert_star, ((job, sample_rate) for job in todo), chunksize=chunk):
-                results.append(result)
+        pending = list(todo)
+        while pending:
+            done = _run_pool(pending, sample_rate, workers, results, bar)
+            pending = pending[done:]
+            if pending:  # a worker died (a decoder crash, the OOM killer): try the next file alone
+                suspect = pending.pop(0)
+                results.append(_run_isolated(suspect, sample_rate))
                 bar.update()
     bar.close()
     return results
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # fork: workers start at once and need nothing from the parent but the jobs they are sent.
+    methods = multiprocessing.get_all_start_methods()
+    return ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context("fork" if "fork" in methods else None))
+
+
+def _run_pool(jobs: list[Job], sample_rate: int, workers: int, results: list[Result], bar) -> int:
+    """Convert `jobs` in order over a pool, appending to `results`; the number done before the pool broke."""
+    done = 0
+    chunk = max(1, min(32, len(jobs) // (workers * 8)))
+    try:
+        with _pool(workers) as pool:
+            for result in pool.map(_convert_star, ((job, sample_rate) for job in jobs), chunksize=chunk):
+                results.append(result)
+                done += 1
+                bar.update()
+    except BrokenProcessPool:
+        log.warning("a conversion worker died; restarting the pool after checking %s alone", jobs[done].src)
+    return done
+
+
+def _run_isolated(job: Job, sample_rate: int) -> Result:
+    """Convert one file in a process of its own, so that a crash fails that file and nothing else."""
+    try:
+        with _pool(1) as pool:
+            return pool.submit(_convert_star, (job, sample_rate)).result()
+    except BrokenProcessPool:
+        return Result(str(job.src), str(job.dst), "failed", "the decoder crashed on this file (worker process died)")
 
 
 def _manifest(results: list[Result], dataset: str, sample_rate: int, workers: int, elapsed: float,

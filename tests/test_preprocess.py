@@ -130,6 +130,27 @@ def test_worker_processes_give_the_same_files_as_one_process(tmp_path):
         assert np.array_equal(sf.read(wav)[0], sf.read(twin)[0])
 
 
+def test_a_file_that_kills_its_worker_process_fails_alone(tmp_path, monkeypatch):
+    import clmr.preprocessing as pre
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in range(8):
+        sf.write(src / f"{n}.wav", tone(440, 0.1, 8000), 8000)
+    real = pre.convert_file
+
+    def crashing(job, sample_rate):  # runs in the forked workers
+        if job.src.name == "3.wav":
+            os._exit(1)
+        return real(job, sample_rate)
+
+    monkeypatch.setattr(pre, "convert_file", crashing)
+    manifest = convert_all(plan_mirror(src, tmp_path / "out"), tmp_path / "out", RATE, workers=2, progress=False)
+    assert manifest["counts"] == {"converted": 7, "skipped": 0, "failed": 1}
+    assert Path(manifest["failed"][0]["input"]).name == "3.wav"
+    assert "crashed" in manifest["failed"][0]["reason"]
+
+
 def test_mp3_input_is_decoded_even_where_libsndfile_cannot_write_it(tmp_path):
     if not can_write_mp3():
         pytest.skip("this libsndfile cannot write mp3 to make the fixture")
