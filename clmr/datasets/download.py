@@ -99,8 +99,8 @@ def download(url: str, dest: str | os.PathLike, checksum: str = "", retries: int
             attempt += 1
             if attempt > retries:
                 have = part.stat().st_size if part.exists() else 0
-                raise DownloadError(f"{url}: download failed after {retries} retries ({err}); "
-                                    f"{have} bytes kept in {part}, run again to resume") from None
+                kept = f"{have} bytes kept in {part}, run again to resume" if have else "run again to retry"
+                raise DownloadError(f"{url}: download failed after {retries} retries ({err}); {kept}") from None
             log.warning("%s: %s; resuming (retry %d of %d)", url, err, attempt, retries)
             time.sleep(min(2.0 ** (attempt - 1), 10.0) * 0.1)
     try:

@@ -39,7 +39,10 @@ def open_librispeech(base: Path, url: str, download: bool = False):
         return LIBRISPEECH(str(base), url=url, download=download)
     except ValueError as err:
         raise DatasetError(f"--librispeech_url: {err}") from None
-    except RuntimeError:
+    except (OSError, RuntimeError) as err:
+        if download:
+            raise DatasetError(f"downloading LibriSpeech {url} into {base} failed ({err}); run again to retry, "
+                               f"or extract {url}.tar.gz from https://www.openslr.org/12 there yourself") from None
         raise DatasetError(f"{base / 'LibriSpeech' / url}: LibriSpeech {url} not found; get it with: "
                            f"python preprocess.py --dataset librispeech --dataset_dir {base.parent} --download "
                            f"(or extract {url}.tar.gz from https://www.openslr.org/12 into {base})") from None
