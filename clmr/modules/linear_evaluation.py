@@ -45,14 +45,14 @@ class LinearEvaluation(LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         h, y = batch
         loss = self.criterion(self(h), y)
-        self.log("Train/loss", loss, prog_bar=True)
+        self.log("Train/loss", loss, on_step=False, on_epoch=True)  # per epoch: a head may take one step per epoch
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
         h, y = batch
         logits = self(h)
         loss = self.criterion(logits, y)
-        self.log("Valid/loss", loss, prog_bar=True)
+        self.log("Valid/loss", loss)
         self._valid.append((logits.detach().float().cpu(), y.detach().cpu()))
         return loss
 

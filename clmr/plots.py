@@ -1,0 +1,46 @@
+"""Figures written next to a run (matplotlib without a display): per-tag scores of a probe."""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from clmr.atomic import atomic_path  # noqa: E402
+
+
+def per_tag_figure(per_tag: dict[str, dict], title: str = "", skipped: list[dict] = ()) -> Figure:
+    """Horizontal bars of ROC-AUC and PR-AUC per tag, best ROC-AUC on top, macro averages as dashed lines."""
+    tags = sorted(per_tag, key=lambda t: per_tag[t]["roc_auc"])
+    height = max(2.5, 0.28 * len(tags) + 1.5)
+    fig, ax = plt.subplots(figsize=(7.5, height))
+    ys = range(len(tags))
+    roc = [per_tag[t]["roc_auc"] for t in tags]
+    pr = [per_tag[t]["pr_auc"] for t in tags]
+    ax.barh([y + 0.2 for y in ys], roc, height=0.4, label="ROC-AUC", color="#4c72b0")
+    ax.barh([y - 0.2 for y in ys], pr, height=0.4, label="PR-AUC", color="#dd8452")
+    if tags:
+        ax.axvline(sum(roc) / len(roc), color="#4c72b0", linestyle="--", linewidth=1)
+        ax.axvline(sum(pr) / len(pr), color="#dd8452", linestyle="--", linewidth=1)
+    ax.axvline(0.5, color="grey", linewidth=0.5)
+    ax.set_yticks(list(ys), [f"{t} ({per_tag[t]['positives']})" for t in tags], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score (dashed: macro average; grey: ROC-AUC of chance)")
+    ax.set_ylabel("tag (positive test tracks)")
+    ax.legend(loc="lower right", fontsize=8)
+    note = f"\nnot scored (no positive or no negative test track): {', '.join(s['tag'] for s in skipped)}" \
+        if skipped else ""
+    ax.set_title(title + note, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, close: bool = True) -> None:
+    """Write a PNG atomically (and release the figure unless `close` is False)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    if close:
+        plt.close(fig)

@@ -1,0 +1,320 @@
+"""Linear evaluation of a frozen encoder, end to end: representations, head, track-level test scores, outputs.
+
+    probe = run_probe(cfg, encoder_from_config(cfg))
+    print(format_results(probe))
+
+Training protocols (`--finetuner_protocol`):
+
+    clmr     the head trains on one random crop of every training track (and is validated on one
+             random crop of every valid track), drawn once and kept: the original CLMR.
+    chunks   the head trains (and is validated) on every non-overlapping chunk of every track, each
+             with its track's labels: more data per track, the same test.
+
+The test is the same for both: every chunk of every test track, scores averaged per track.
+Outputs, under `<log_dir>/<run_name>/` (run name `linear_<dataset>` unless --run_name):
+`results.json`, `per_tag.png`, `checkpoints/{best,last}.ckpt` (the head) and `version_N/`
+(TensorBoard: head curves, test scores, the per-tag figure, and the test tracks' embeddings in
+the projector with their tags).
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from argparse import Namespace
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pytorch_lightning import seed_everything
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from clmr.atomic import write_json
+from clmr.checkpoints import RANDOM, CheckpointError, file_sha256, head_state_dict, load_encoder
+from clmr.config import ConfigError
+from clmr.datasets import dataset_from_config
+from clmr.datasets.dataset import AudioDataset, DatasetError
+from clmr.evaluation import label_fraction_tracks, probabilities, track_level_scores, track_metrics
+from clmr.models import N_FEATURES, SampleCNN
+from clmr.modules.linear_evaluation import LinearEvaluation
+from clmr.plots import per_tag_figure, save_figure
+from clmr.representations import Representations, representations
+from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, hardware, run_name
+
+log = logging.getLogger(__name__)
+
+STAGE = "linear"
+PROTOCOLS = {"clmr": "crop", "chunks": "chunks"}  # protocol -> how train and valid tracks are cut
+
+
+@dataclass
+class Encoder:
+    """A frozen encoder and what identifies it: `id` keys the representation cache."""
+
+    model: SampleCNN
+    id: str
+    label: str
+    info: dict = field(default_factory=dict)
+
+
+def encoder_from_config(cfg: Namespace) -> Encoder:
+    """The encoder of --checkpoint_path: a checkpoint file, or `random` (initialised from --seed)."""
+    path = cfg.checkpoint_path
+    if not path:
+        raise ConfigError("--checkpoint_path is required: a pre-training checkpoint (e.g. "
+                          "runs/pretrain_synthetic/checkpoints/last.ckpt), or `random` for a randomly "
+                          "initialised encoder (the baseline)")
+    if path == RANDOM:
+        return random_encoder(cfg.seed)
+    model = load_encoder(path)
+    sha = file_sha256(path)
+    for key in ("sample_rate", "audio_length"):
+        trained = model.checkpoint_hparams.get(key)
+        if trained is not None and trained != getattr(cfg, key):
+            log.warning("the encoder was pre-trained with %s %s, the probe uses --%s %s", key, trained, key,
+                        getattr(cfg, key))
+    return Encoder(model, f"sha256:{sha}", str(path),
+                   {"checkpoint_path": str(path), "sha256": sha, "format": model.checkpoint_format})
+
+
+def random_encoder(seed: int) -> Encoder:
+    return Encoder(load_encoder(RANDOM, seed=seed), f"random-seed{seed}", f"random init (seed {seed})",
+                   {"checkpoint_path": RANDOM, "seed": seed, "format": RANDOM})
+
+
+def check_config(cfg: Namespace) -> None:
+    if cfg.finetuner_protocol not in PROTOCOLS:
+        raise ConfigError(f"--finetuner_protocol {cfg.finetuner_protocol!r}: expected clmr or chunks")
+    if cfg.audio_length != SampleCNN.receptive_field():
+        raise ConfigError(f"--audio_length {cfg.audio_length}: SampleCNN encodes crops of exactly "
+                          f"{SampleCNN.receptive_field()} samples")
+    if cfg.finetuner_batch_size < 1:
+        raise ConfigError(f"--finetuner_batch_size {cfg.finetuner_batch_size}: expected a positive number")
+    label_fraction_tracks(1, cfg.finetuner_label_fraction, cfg.seed)  # checks the range
+    if cfg.checkpoint_path and cfg.checkpoint_path != RANDOM:
+        if Path(cfg.checkpoint_path).resolve().parent == checkpoint_dir(cfg, STAGE).resolve():
+            raise ConfigError(f"--run_name {run_name(cfg, STAGE)!r}: the probe's head checkpoints would overwrite "
+                              f"the encoder's in {checkpoint_dir(cfg, STAGE)}; pass another --run_name "
+                              f"(e.g. {run_name(cfg, STAGE)}_linear)")
+
+
+def labelled_subsets(cfg: Namespace) -> dict[str, AudioDataset]:
+    subsets = {s: dataset_from_config(cfg, s) for s in ("train", "valid", "test")}
+    if not subsets["train"].labelled:
+        raise DatasetError(f"--dataset {cfg.dataset} has no labels: linear evaluation needs a labelled dataset "
+                           f"(synthetic, magnatagatune, msd, gtzan, librispeech)")
+    return subsets
+
+
+def device_of(cfg: Namespace) -> torch.device:
+    accelerator = hardware(cfg)["accelerator"]
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--accelerator {accelerator}: no CUDA device on this machine")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def cache_dir(cfg: Namespace) -> Path:
+    return Path(cfg.log_dir) / ".cache" / "representations"
+
+
+def _labels(dataset: AudioDataset, reps: Representations) -> torch.Tensor:
+    return torch.as_tensor(dataset.targets)[reps.track]
+
+
+def _loader(dataset: AudioDataset, reps: Representations, batch_size: int, shuffle: bool) -> DataLoader:
+    return DataLoader(TensorDataset(reps.features, _labels(dataset, reps)), batch_size=batch_size, shuffle=shuffle)
+
+
+def train_head(cfg: Namespace, module: LinearEvaluation, subsets: dict, train: Representations,
+               valid: Representations) -> tuple[TensorBoardLogger, dict]:
+    """Fit the head with early stopping on the valid loss, then keep its best (lowest valid loss) weights."""
+    callbacks = checkpoint_callbacks(cfg, STAGE) + [early_stopping(cfg)]
+    # The head is small: one process on one device, whatever --devices says for pre-training.
+    trainer = build_trainer(cfg, STAGE, callbacks, max_epochs=cfg.finetuner_max_epochs, devices=1, num_nodes=1,
+                            strategy="auto", sync_batchnorm=False, enable_progress_bar=False)
+    print(f"training the {'MLP' if cfg.finetuner_mlp else 'linear'} head on {len(train)} crops, validating on "
+          f"{len(valid)}: at most {cfg.finetuner_max_epochs} epochs, early stopping after "
+          f"{cfg.early_stopping_patience} without a lower valid loss", flush=True)
+    trainer.fit(module, _loader(subsets["train"], train, cfg.finetuner_batch_size, shuffle=True),
+                _loader(subsets["valid"], valid, cfg.finetuner_batch_size, shuffle=False))
+    best = callbacks[0].best_model_path
+    if best and Path(best).is_file():
+        module.model.load_state_dict(head_state_dict(best))
+    score = callbacks[0].best_model_score
+    return trainer.logger, {"trained": True, "epochs": trainer.current_epoch, "checkpoint": best or None,
+                            "best_valid_loss": float(score) if score is not None else None}
+
+
+def load_head(cfg: Namespace, module: LinearEvaluation) -> tuple[TensorBoardLogger, dict]:
+    """The head of --finetuner_checkpoint_path instead of training one."""
+    path = cfg.finetuner_checkpoint_path
+    state = head_state_dict(path)
+    mlp_file = any(k.startswith("2.") for k in state)
+    if mlp_file != bool(cfg.finetuner_mlp):
+        raise CheckpointError(f"--finetuner_checkpoint_path {path}: {'an MLP' if mlp_file else 'a linear'} head; "
+                              f"pass --finetuner_mlp {int(mlp_file)}")
+    expected = module.model.state_dict()
+    for key, value in expected.items():
+        if key not in state or tuple(state[key].shape) != tuple(value.shape):
+            found = tuple(state[key].shape) if key in state else "missing"
+            raise CheckpointError(f"--finetuner_checkpoint_path {path}: head weight {key} is {found}, expected "
+                                  f"{tuple(value.shape)} ({N_FEATURES} features -> {module.hparams.n_outputs} "
+                                  f"outputs of --dataset {cfg.dataset})")
+    module.model.load_state_dict({k: state[k] for k in expected})
+    logger = TensorBoardLogger(save_dir=cfg.log_dir, name=run_name(cfg, STAGE), default_hp_metric=False)
+    return logger, {"trained": False, "checkpoint": str(path), "sha256": file_sha256(path)}
+
+
+@torch.no_grad()
+def test_scores(module: LinearEvaluation, test: Representations, multilabel: bool) -> np.ndarray:
+    """Track-level scores: the head's sigmoid/softmax outputs on every chunk, averaged per track."""
+    module.eval()
+    logits = torch.cat([module(h) for h in test.features.split(4096)]).cpu().numpy()
+    return track_level_scores(probabilities(logits, multilabel), test.track.numpy(), test.n_tracks)
+
+
+def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
+    """Linear evaluation of `encoder` on --dataset; writes the run's outputs and returns results.json's content."""
+    check_config(cfg)
+    began = time.perf_counter()
+    subsets = labelled_subsets(cfg)
+    train_set, test_set = subsets["train"], subsets["test"]
+    multilabel, tags = train_set.multilabel, list(train_set.tag_names)
+    device, mode = device_of(cfg), PROTOCOLS[cfg.finetuner_protocol]
+
+    def reps(subset: str, how: str) -> Representations:
+        return representations(encoder.model, encoder.id, subsets[subset], how, batch_size=cfg.finetuner_batch_size,
+                               cache_dir=cache_dir(cfg), seed=cfg.seed, workers=cfg.workers, device=device)
+
+    train, valid, test = reps("train", mode), reps("valid", mode), reps("test", "chunks")
+    used = label_fraction_tracks(len(train_set), cfg.finetuner_label_fraction, cfg.seed)
+    train = train.of_tracks(used)
+
+    seed_everything(cfg.seed, workers=True)
+    module = LinearEvaluation(cfg, N_FEATURES, len(tags), multilabel, tags)
+    logger, head = load_head(cfg, module) if cfg.finetuner_checkpoint_path else \
+        train_head(cfg, module, subsets, train, valid)
+    module.cpu()
+    scores = test_scores(module, test, multilabel)
+    labels = np.asarray(test_set.targets)
+    metrics = track_metrics(labels, scores, tags, multilabel)
+
+    run_dir = Path(cfg.log_dir) / run_name(cfg, STAGE)
+    results = {
+        "stage": "linear_evaluation",
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "metrics": {k: metrics[k] for k in ("roc_auc", "pr_auc", "accuracy") if k in metrics},
+        "tags_scored": metrics["tags_scored"],
+        "per_tag": metrics["per_tag"],
+        "skipped_tags": metrics["skipped_tags"],
+        "encoder": {**encoder.info, "label": encoder.label},
+        "head": {"type": "mlp" if cfg.finetuner_mlp else "linear", **head},
+        "protocol": cfg.finetuner_protocol,
+        "label_fraction": cfg.finetuner_label_fraction,
+        "dataset": {
+            "name": cfg.dataset, "dataset_dir": str(cfg.dataset_dir), "multilabel": multilabel,
+            "tags": tags,
+            "splits": {
+                "train": {"tracks": len(train_set), "tracks_used": len(used), "crops": len(train)},
+                "valid": {"tracks": len(subsets["valid"]), "crops": len(valid)},
+                "test": {"tracks": len(test_set), "chunks": len(test),
+                         "padded_tracks": _padded(test_set)},
+            },
+        },
+        "representations": {s: {"cached": r.cached, "seconds": round(r.seconds, 2),
+                                "file": str(r.cache_path) if r.cache_path else None}
+                            for s, r in (("train", train), ("valid", valid), ("test", test))},
+        "outputs": {"run_dir": str(run_dir), "results": str(run_dir / "results.json"),
+                    "per_tag_png": str(run_dir / "per_tag.png"), "tensorboard": logger.log_dir},
+        "seconds": 0.0,
+        "config": vars(cfg),
+    }
+    write_outputs(results, logger, test, test_set, scores)
+    results["seconds"] = round(time.perf_counter() - began, 1)
+    write_json(run_dir / "results.json", results)
+    return results
+
+
+def _padded(dataset: AudioDataset) -> int:
+    return sum(1 for i in range(len(dataset)) if dataset.num_frames(i) < dataset.audio_length)
+
+
+def write_outputs(results: dict, logger: TensorBoardLogger, test: Representations, test_set: AudioDataset,
+                  scores: np.ndarray) -> None:
+    """per_tag.png, and in TensorBoard the test scores, the per-tag figure and the test tracks' embeddings."""
+    title = (f"{results['encoder']['label']}: {results['head']['type']} probe on {results['dataset']['name']}/test "
+             f"({results['dataset']['splits']['test']['tracks']} tracks)")
+    fig = per_tag_figure(results["per_tag"], title, results["skipped_tags"])
+    save_figure(fig, results["outputs"]["per_tag_png"], close=False)
+    writer = logger.experiment
+    writer.add_figure("Test/per-tag scores", fig, close=True)
+    for name, value in results["metrics"].items():
+        if np.isfinite(value):
+            writer.add_scalar(f"Test/{name}", value)
+    tags = results["dataset"]["tags"]
+    metadata = [[_clean(test_set.files[i].name), _clean(_tags_of(test_set, i, tags)), _clean(tags[int(scores[i].argmax())])]
+                for i in range(len(test_set))]
+    writer.add_embedding(test.track_means(), metadata=metadata, metadata_header=["track", "tags", "predicted"],
+                         tag="test tracks (mean of chunk representations)")
+    writer.flush()
+
+
+def _tags_of(dataset: AudioDataset, idx: int, tags: list[str]) -> str:
+    target = np.asarray(dataset.targets[idx])
+    if target.ndim == 0:
+        return tags[int(target)]
+    return ", ".join(t for t, on in zip(tags, target) if on > 0.5) or "(none)"
+
+
+def _clean(text: str) -> str:
+    return " ".join(str(text).split())  # the projector's metadata is tab-separated, one line per track
+
+
+# -- what a user reads --------------------------------------------------------------------------
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "accuracy": "accuracy"}
+
+
+def format_results(results: dict) -> str:
+    """The metrics as a small table, the tags left out, and where each output is."""
+    splits, head = results["dataset"]["splits"], results["head"]
+    fraction = results["label_fraction"]
+    lines = [
+        f"Linear evaluation of {results['encoder']['label']}",
+        f"  head: {head['type']}" + (f", trained {head['epochs']} epochs" if head.get("trained") else
+                                     f", loaded from {head['checkpoint']}")
+        + f"; protocol {results['protocol']}; {fraction:.0%} of the labels ({splits['train']['tracks_used']} of "
+          f"{splits['train']['tracks']} training tracks)",
+        f"  test: {results['dataset']['name']}/test, {splits['test']['tracks']} tracks in {splits['test']['chunks']} "
+        f"chunks ({splits['test']['padded_tracks']} shorter than one chunk, zero-padded)",
+        "",
+        f"  {'metric':<10}{'score (%)':>10}",
+    ]
+    for key, value in results["metrics"].items():
+        lines.append(f"  {METRIC_NAMES[key]:<10}{100 * value:>10.1f}")
+    lines.append(f"  (macro averages over {results['tags_scored']} of {len(results['dataset']['tags'])} tags)")
+    for skipped in results["skipped_tags"]:
+        lines.append(f"  not scored: {skipped['tag']} ({skipped['reason']})")
+    out = results["outputs"]
+    lines += ["", f"  results      {out['results']}", f"  per-tag plot {out['per_tag_png']}"]
+    if head.get("trained") and head.get("checkpoint"):
+        lines.append(f"  head         {head['checkpoint']}")
+    lines.append(f"  TensorBoard  {out['tensorboard']}")
+    return "\n".join(lines)
+
+
+def format_comparison(pretrained: dict, baseline: dict) -> str:
+    """Side by side: the probe on the pre-trained encoder, on a random one, and the difference."""
+    keys = list(pretrained["metrics"])
+    rows = [("pre-trained encoder", pretrained), ("random init encoder", baseline)]
+    header = f"  {'':<22}" + "".join(f"{METRIC_NAMES[k]:>10}" for k in keys)
+    lines = ["What pre-training bought (scores in %, same probe, same data):", header]
+    for name, res in rows:
+        lines.append(f"  {name:<22}" + "".join(f"{100 * res['metrics'][k]:>10.1f}" for k in keys))
+    lines.append(f"  {'difference':<22}" + "".join(
+        f"{100 * (pretrained['metrics'][k] - baseline['metrics'][k]):>+10.1f}" for k in keys))
+    return "\n".join(lines)
