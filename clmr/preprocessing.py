@@ -35,6 +35,7 @@ from clmr.audio import AUDIO_EXTENSIONS, AudioFileError, audio_info, load_mono, 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+UNCHANGED = " (unchanged since the last run)"
 INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (".au", ".snd")
 
 
@@ -166,8 +167,9 @@ def convert_all(jobs: list[Job], dst_root: str | os.PathLike, sample_rate: int, 
         elif is_up_to_date(job.dst, sample_rate):
             results.append(Result(str(job.src), str(job.dst), "skipped", "up to date"))
         elif (old := before.get(str(job.src))) and _unchanged(job.src, old):
-            results.append(Result(str(job.src), str(job.dst), "failed", old["reason"] + " (unchanged since the last run)",
-                                  size=old["size"], mtime_ns=old["mtime_ns"]))
+            reason = old["reason"].removesuffix(UNCHANGED) + UNCHANGED
+            results.append(Result(str(job.src), str(job.dst), "failed", reason, size=old["size"],
+                                  mtime_ns=old["mtime_ns"]))
         else:
             todo.append(job)
     started = time.perf_counter()

@@ -100,6 +100,8 @@ def test_a_second_run_does_no_work(tmp_path):
     # the corrupt inputs are still reported, from the last run, without being decoded again
     assert sorted(Path(f["input"]).name for f in second["failed"]) == ["corrupt.wav", "empty.flac"]
     assert all("unchanged since the last run" in f["reason"] for f in second["failed"])
+    third = convert_all(plan_mirror(tmp_path / "in", out), out, RATE, workers=0, progress=False)
+    assert [f["reason"] for f in third["failed"]] == [f["reason"] for f in second["failed"]]
 
 
 def test_a_rerun_redoes_half_written_and_wrong_rate_outputs_only(tmp_path):
