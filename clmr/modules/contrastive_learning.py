@@ -70,11 +70,10 @@ class ContrastiveLearning(LightningModule):
         size = effective_batch_size(self.hparams.batch_size, self.trainer)
         if self.logger is not None:
             self.logger.log_metrics({"effective_batch_size": size}, step=self.global_step)
-        if self.trainer.is_global_zero:
-            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-            print(f"effective batch size: {size} = {self.hparams.batch_size} per device x "
-                  f"{self.trainer.num_devices} device(s) x {self.trainer.num_nodes} node(s); "
-                  f"{self.hparams.optimizer} learning rate {lr:g}")
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # after a resume: the checkpoint's
+        self.print(f"effective batch size: {size} = {self.hparams.batch_size} per device x "
+                   f"{self.trainer.num_devices} device(s) x {self.trainer.num_nodes} node(s); "
+                   f"{self.hparams.optimizer} learning rate {lr:g}")  # on global rank 0, above the progress bar
 
     def configure_optimizers(self):
         return build_optimizer(self.model.parameters(), self.hparams, self.trainer)
