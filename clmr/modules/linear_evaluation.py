@@ -37,6 +37,7 @@ class LinearEvaluation(LightningModule):
         self.model = build_head(n_features, n_outputs, bool(self.hparams.finetuner_mlp))
         self.criterion = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
         self.tag_names = list(tag_names) if tag_names else [str(k) for k in range(n_outputs)]
+        self.hparams["tag_names"] = self.tag_names  # so predict.py and export.py can name the head's outputs
         self._valid: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
