@@ -308,7 +308,9 @@ def reverb(
     band_power = bank_power / (1 - loop_gain**2)  # the comb bank's power spectrum at DC, at Nyquist
     level = torch.sqrt(band_power * (1 - torch.exp(2 * decay)))  # noise level giving that power
 
-    n_fft = _fast_fft_size(length)
+    # The band mix below is a zero-phase filter (a few samples either side of 0): the margin
+    # keeps what it wraps around out of the kept samples.
+    n_fft = _fast_fft_size(length + 64)
     weight = math.log(1e3) / n_fft  # exp(-weight * n) on both signals: wrap-around at -60 dB
     n = torch.arange(n_fft, device=device, dtype=work)
     since_onset = n - onset  # (B, n_fft)
