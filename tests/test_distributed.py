@@ -159,7 +159,8 @@ def _row_losses(z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
     z = F.normalize(torch.cat([z_i, z_j]), dim=1)
     sim = (z @ z.T / TEMPERATURE).fill_diagonal_(float("-inf"))
     n = z_i.shape[0]
-    return F.cross_entropy(sim, torch.cat([torch.arange(n) + n, torch.arange(n)]), reduction="none")
+    positive = torch.cat([torch.arange(n) + n, torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, positive, reduction="none")
 
 
 def _single_process(sizes: tuple[int, ...], encoder: str = "tiny", length: int = 243,
