@@ -12,8 +12,13 @@ from matplotlib.figure import Figure  # noqa: E402
 from clmr.atomic import atomic_path  # noqa: E402
 
 
-def per_tag_figure(per_tag: dict[str, dict], title: str = "", skipped: list[dict] = ()) -> Figure:
-    """Horizontal bars of ROC-AUC and PR-AUC per tag, best ROC-AUC on top, macro averages as dashed lines."""
+def per_tag_figure(per_tag: dict[str, dict], title: str = "", skipped: list[dict] = (),
+                   n_tracks: int | None = None) -> Figure:
+    """Horizontal bars of ROC-AUC and PR-AUC per tag, best ROC-AUC on top, macro averages as dashed lines.
+
+    With `n_tracks` (test tracks), a tick on each PR-AUC bar marks its chance level: the tag's share
+    of positive tracks.
+    """
     tags = sorted(per_tag, key=lambda t: per_tag[t]["roc_auc"])
     height = max(2.5, 0.28 * len(tags) + 1.5)
     fig, ax = plt.subplots(figsize=(7.5, height))
@@ -26,9 +31,12 @@ def per_tag_figure(per_tag: dict[str, dict], title: str = "", skipped: list[dict
         ax.axvline(sum(roc) / len(roc), color="#4c72b0", linestyle="--", linewidth=1)
         ax.axvline(sum(pr) / len(pr), color="#dd8452", linestyle="--", linewidth=1)
     ax.axvline(0.5, color="grey", linewidth=0.5)
+    if n_tracks and tags:
+        ax.scatter([per_tag[t]["positives"] / n_tracks for t in tags], [y - 0.2 for y in ys], marker="|", s=60,
+                   color="black", linewidths=1.5, label="PR-AUC of chance", zorder=3)
     ax.set_yticks(list(ys), [f"{t} ({per_tag[t]['positives']})" for t in tags], fontsize=8)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("score (dashed: macro average; grey: ROC-AUC of chance)")
+    ax.set_xlabel("score (dashed: macro average; grey line: ROC-AUC of chance)")
     ax.set_ylabel("tag (positive test tracks)")
     ax.legend(loc="lower right", fontsize=8)
     note = f"\nnot scored (no positive or no negative test track): {', '.join(s['tag'] for s in skipped)}" \
@@ -44,3 +52,4 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, close: boo
         fig.savefig(tmp, dpi=dpi, format="png")
     if close:
         plt.close(fig)
+
