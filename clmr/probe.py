@@ -81,7 +81,9 @@ def encoder_from_config(cfg: Namespace) -> Encoder:
 
 
 def random_encoder(seed: int) -> Encoder:
-    return Encoder(load_encoder(RANDOM, seed=seed), f"random-seed{seed}", f"random init (seed {seed})",
+    # The initialisation is torch's: another torch version may draw other weights from the same seed.
+    return Encoder(load_encoder(RANDOM, seed=seed), f"random-seed{seed}-torch{torch.__version__}",
+                   f"random init (seed {seed})",
                    {"checkpoint_path": RANDOM, "seed": seed, "format": RANDOM})
 
 
@@ -208,7 +210,7 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
     results = {
         "stage": "linear_evaluation",
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "metrics": {k: metrics[k] for k in ("roc_auc", "pr_auc", "accuracy") if k in metrics},
+        "metrics": {k: metrics[k] for k in ("accuracy", "roc_auc", "pr_auc") if k in metrics},
         "tags_scored": metrics["tags_scored"],
         "per_tag": metrics["per_tag"],
         "skipped_tags": metrics["skipped_tags"],
@@ -249,7 +251,7 @@ def write_outputs(results: dict, logger: TensorBoardLogger, test: Representation
     """per_tag.png, and in TensorBoard the test scores, the per-tag figure and the test tracks' embeddings."""
     title = (f"{results['encoder']['label']}: {results['head']['type']} probe on {results['dataset']['name']}/test "
              f"({results['dataset']['splits']['test']['tracks']} tracks)")
-    fig = per_tag_figure(results["per_tag"], title, results["skipped_tags"])
+    fig = per_tag_figure(results["per_tag"], title, results["skipped_tags"], len(test_set))
     save_figure(fig, results["outputs"]["per_tag_png"], close=False)
     writer = logger.experiment
     writer.add_figure("Test/per-tag scores", fig, close=True)
