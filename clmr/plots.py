@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
@@ -53,3 +54,18 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, close: boo
     if close:
         plt.close(fig)
 
+
+def taggram_figure(chunk_probs, tag_names: list[str], times_s, title: str = "") -> Figure:
+    """Tags over time, as musicnn draws them: a row per tag, a column per chunk, colour the probability."""
+    probs = np.asarray(chunk_probs, dtype=float).T  # (tags, chunks)
+    n_tags, n_chunks = probs.shape
+    fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.12 * n_chunks + 3)), max(2.5, 0.22 * n_tags + 1.2)))
+    image = ax.imshow(probs, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
+    ax.set_yticks(range(n_tags), tag_names, fontsize=8)
+    ticks = np.unique(np.linspace(0, n_chunks - 1, min(n_chunks, 12)).round().astype(int))
+    ax.set_xticks(ticks, [f"{int(t // 60)}:{int(t % 60):02d}" for t in np.asarray(times_s)[ticks]], fontsize=8)
+    ax.set_xlabel("time (centre of each chunk)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="probability", fraction=0.03, pad=0.02)
+    fig.tight_layout()
+    return fig

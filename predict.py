@@ -1,0 +1,73 @@
+"""Tag any audio file with a trained encoder and probe head, or write embeddings for a music collection.
+
+    python predict.py song.mp3 --checkpoint_path ENCODER.ckpt --finetuner_checkpoint_path HEAD.ckpt
+    python predict.py song.flac --checkpoint_path ENC --finetuner_checkpoint_path HEAD --taggram song.png
+    python predict.py --embeddings out/ ~/music --checkpoint_path ENC [--chunk_embeddings 1]
+
+Files of any rate and channel count are mixed to mono and resampled in memory. A file that cannot be
+used is reported on stderr and skipped; the exit status is 1 only when no file could be used.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from clmr import cli
+from clmr.audio import AudioFileError
+from clmr.config import ConfigError, load_config
+from clmr.inference import (TagPrediction, embed_files, expand_paths, format_embedding_summary, format_prediction,
+                            load_model, predict_files, taggram_paths)
+from clmr.probe import device_of
+
+OPTIONS = {"top_k": 10, "taggram": "", "json": False, "embeddings": "", "chunk_embeddings": False, "tags": ""}
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = load_config(argv, prog="predict.py", extra=OPTIONS,
+                      positional=[("audio", {"nargs": "*", "help": "audio files or folders"})])
+    if not cfg.audio or not cfg.checkpoint_path:
+        raise ConfigError("usage: predict.py AUDIO... --checkpoint_path ENCODER "
+                          "(--finetuner_checkpoint_path HEAD | --embeddings OUT)")
+    if not cfg.embeddings and not cfg.finetuner_checkpoint_path:
+        raise ConfigError("--finetuner_checkpoint_path is required to predict tags "
+                          "(or --embeddings OUT to write embeddings)")
+    model = load_model(cfg.checkpoint_path, None if cfg.embeddings else cfg.finetuner_checkpoint_path,
+                       tags=cfg.tags or None, batch_size=cfg.batch_size, device=device_of(cfg))
+    if cfg.embeddings:
+        summary = embed_files(cfg.audio, model, cfg.embeddings, cfg.chunk_embeddings, cfg.workers)
+        print(format_embedding_summary(summary))
+        ok, failed = summary.embedded, len(summary.failed)
+    else:
+        ok, failed = tag_files(cfg, model)
+    if failed:
+        print(f"skipped {failed} of {ok + failed} file(s)", file=sys.stderr)
+    if not ok:
+        raise AudioFileError("no file could be used")
+
+
+def tag_files(cfg, model) -> tuple[int, int]:
+    """Print each file's top tags (or one JSON list at the end) and draw taggrams; (used, skipped) counts."""
+    paths = expand_paths(cfg.audio)
+    drawings = taggram_paths(cfg.taggram, paths) if cfg.taggram else {}
+    results, failed = [], 0
+    for pred in predict_files(paths, model, cfg.workers):
+        if not isinstance(pred, TagPrediction):
+            print(f"skipped {pred.error}", file=sys.stderr)
+            failed += 1
+            continue
+        results.append(pred.to_json(cfg.top_k))
+        if not cfg.json:
+            print(format_prediction(pred, cfg.top_k), flush=True)
+        if drawings:
+            from clmr.plots import save_figure, taggram_figure
+
+            save_figure(taggram_figure(pred.chunk_probs, pred.tag_names, pred.times_ms / 1000, str(pred.path)),
+                        drawings[pred.path])
+            print(f"taggram: {drawings[pred.path]}", file=sys.stderr)
+    if cfg.json:
+        print(json.dumps(results, indent=2))
+    return len(results), failed
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,235 @@
+"""Using an encoder on any audio (clmr/inference.py, predict.py): whole-track tags, embeddings, the HEAR API."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+import predict as predict_script
+from clmr import evaluation
+from clmr.audio import AudioFileError
+from clmr.datasets.synthetic import TAGS
+from clmr.export import music_like
+from clmr.inference import (chunk_audio, chunk_starts, embed_files, encode_files, get_scene_embeddings,
+                            get_timestamp_embeddings, load_model, predict_files)
+from clmr.models import SampleCNN
+
+L, SR = 59049, 22050
+
+
+def calibrated_encoder(seed: int = 0) -> SampleCNN:
+    """Known random weights with an input-dependent output: He-initialised convolutions, BatchNorm statistics
+    measured on music-like audio and noise (the default initialisation maps all inputs to nearly one vector)."""
+    torch.manual_seed(seed)
+    encoder = SampleCNN(out_dim=50)
+    for m in encoder.modules():
+        if isinstance(m, nn.Conv1d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        if isinstance(m, nn.BatchNorm1d):
+            m.momentum = None
+    music = [torch.from_numpy(music_like(L, SR, seed + k)) for k in range(4)]
+    with torch.no_grad():
+        encoder.train()(torch.stack(music + [0.1 * torch.randn(L) for _ in range(4)])[:, None])
+    return encoder.eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """An encoder as the original CLMR v1 saved it (a SimCLR state dict) and a linear probe head."""
+    root = tmp_path_factory.mktemp("ckpt")
+    encoder = calibrated_encoder()
+    enc_path = root / "clmr_v1.pt"
+    torch.save({f"encoder.{k}": v for k, v in encoder.state_dict().items()}, enc_path)
+    torch.manual_seed(1)
+    head = nn.Sequential(nn.Linear(512, len(TAGS)))
+    nn.init.normal_(head[0].weight, std=0.5)
+    head_path = root / "head.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()},
+                "hyper_parameters": {"dataset": "synthetic", "multilabel": True}}, head_path)
+    return enc_path, head_path
+
+
+@pytest.fixture(scope="module")
+def model(checkpoints):
+    return load_model(*checkpoints, batch_size=4)
+
+
+def stereo_and_mono(seconds: float, seed: int = 0):
+    """One band-limited stereo signal, written out at 44.1 kHz stereo and, independently, its mono mix at
+    22.05 kHz: partials below 5 kHz with slow amplitude envelopes, different in the two channels."""
+    rng = np.random.default_rng(seed)
+    partials = [(rng.uniform(60, 5000), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 3), rng.integers(0, 2))
+                for _ in range(24)]
+
+    def render(rate: int) -> np.ndarray:
+        t = np.arange(int(seconds * rate)) / rate
+        out = np.zeros((len(t), 2))
+        for f, phase, rate_am, channel in partials:
+            out[:, channel] += 0.08 * np.sin(2 * np.pi * f * t + phase) * (1 + np.sin(2 * np.pi * rate_am * t)) / 2
+        return out
+
+    return render(44100), render(22050).mean(axis=1)
+
+
+def test_predict_on_44k_stereo_equals_predict_on_the_same_audio_at_22k_mono(model, tmp_path):
+    stereo, mono = stereo_and_mono(8.0)
+    sf.write(tmp_path / "song_44k_stereo.wav", stereo, 44100, subtype="FLOAT")
+    sf.write(tmp_path / "song_22k_mono.wav", mono, 22050, subtype="FLOAT")
+    a, b = predict_files([tmp_path / "song_44k_stereo.wav", tmp_path / "song_22k_mono.wav"], model)
+    assert a.chunk_probs.shape == b.chunk_probs.shape == (2, len(TAGS))
+    assert a.duration_s == pytest.approx(8.0, abs=1e-3) and b.duration_s == pytest.approx(8.0, abs=1e-3)
+    assert np.abs(a.probs - b.probs).max() < 2e-3
+    assert [t for t, _ in a.top(3)] == [t for t, _ in b.top(3)]
+    assert np.ptp(a.probs) > 0.05  # the tags really depend on the audio, so the comparison means something
+
+
+def test_whole_track_score_is_the_mean_of_its_chunk_probabilities(model, tmp_path):
+    sf.write(tmp_path / "long.wav", music_like(int(2.5 * L), SR, 7), SR, subtype="FLOAT")
+    (pred,) = predict_files([tmp_path / "long.wav"], model)
+    assert pred.chunk_probs.shape == (2, len(TAGS))  # the last half chunk is not scored, as in evaluation
+    np.testing.assert_allclose(pred.probs, pred.chunk_probs.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(pred.times_ms, (np.arange(2) * L + L / 2) * 1000 / SR, rtol=1e-6)
+    chunks = torch.from_numpy(music_like(int(2.5 * L), SR, 7)[:2 * L].reshape(2, L))
+    np.testing.assert_allclose(pred.chunk_probs, model.tag_probabilities(model.embed_chunks(chunks)), atol=1e-6)
+
+
+def test_chunks_are_the_ones_linear_evaluation_scores():
+    for n in (1, L - 1, L, L + 1, 2 * L, 5 * L + 17):
+        assert chunk_starts(n, L).tolist() == evaluation.chunk_starts(n, L)
+    audio = torch.arange(2 * L + 5, dtype=torch.float32)
+    chunks = chunk_audio(audio, L)
+    assert chunks.shape == (2, L) and torch.equal(chunks[1], audio[L:2 * L])
+    assert chunk_audio(torch.ones(10), L).shape == (1, L)  # shorter than a chunk: zero-padded
+
+
+def test_batching_chunks_across_files_changes_nothing(model, tmp_path):
+    paths = []
+    for k, n in enumerate((2 * L + 100, L, 2 * L)):
+        paths.append(tmp_path / f"{k}.wav")
+        sf.write(paths[-1], music_like(n, SR, 20 + k), SR, subtype="FLOAT")
+    tracks = list(encode_files(paths, model))  # batch_size 4: the 2+1+2 chunks span two batches
+    assert [t.n_chunks for t in tracks] == [2, 1, 2]
+    for track in tracks:
+        audio = torch.from_numpy(sf.read(track.path, dtype="float32")[0])
+        alone = model.embed_chunks(chunk_audio(audio, L))
+        torch.testing.assert_close(track.embeddings, alone, atol=1e-4, rtol=1e-4)  # float32 convolutions
+
+
+def _folder_with_one_corrupt_file(root):
+    root.mkdir()
+    sf.write(root / "a.wav", music_like(2 * L, SR, 1), SR)
+    sf.write(root / "b.flac", np.stack([music_like(3 * 44100, 44100, 2)] * 2, axis=1), 44100)
+    (root / "c_corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk" * 40)
+    sub = root / "sub"
+    sub.mkdir()
+    sf.write(sub / "d.ogg", music_like(int(2.8 * 48000), 48000, 3), 48000)
+    return root
+
+
+def test_embeddings_for_a_folder_with_one_corrupt_file_have_n_minus_1_rows_and_name_it(checkpoints, tmp_path,
+                                                                                      capsys):
+    folder = _folder_with_one_corrupt_file(tmp_path / "music")
+    out = tmp_path / "emb"
+    predict_script.main(["--embeddings", str(out), str(folder), "--checkpoint_path", str(checkpoints[0]),
+                         "--chunk_embeddings", "1", "--batch_size", "4"])
+    captured = capsys.readouterr()
+    assert "c_corrupt.wav" in captured.err and "skipped 1 of 4" in captured.err
+    embeddings = np.load(out / "embeddings.npy")
+    assert embeddings.shape == (3, 512) and embeddings.dtype == np.float32
+    with open(out / "index.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"].rsplit("/", 1)[-1] for r in rows] == ["a.wav", "b.flac", "d.ogg"]
+    assert [int(r["n_chunks"]) for r in rows] == [2, 1, 1]
+    assert float(rows[1]["duration_s"]) == pytest.approx(3.0, abs=1e-3)
+    meta = json.loads((out / "meta.json").read_text())
+    assert [f["path"].rsplit("/", 1)[-1] for f in meta["failed"]] == ["c_corrupt.wav"]
+    chunks = np.load(out / "chunk_embeddings.npy")
+    assert chunks.shape == (4, 512)
+    for row, r in enumerate(rows):  # each file's embedding is the mean of its chunk rows
+        start, n = int(r["chunk_offset"]), int(r["n_chunks"])
+        np.testing.assert_allclose(embeddings[row], chunks[start:start + n].mean(axis=0), rtol=1e-5, atol=1e-6)
+    model = load_model(checkpoints[0])
+    audio = torch.from_numpy(sf.read(folder / "a.wav", dtype="float32")[0])[None]
+    np.testing.assert_allclose(embeddings[0], get_scene_embeddings(audio, model)[0].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_embeddings_resume_where_a_killed_run_stopped(checkpoints, tmp_path, monkeypatch):
+    folder = _folder_with_one_corrupt_file(tmp_path / "music")
+    model = load_model(checkpoints[0], batch_size=2)
+    real, calls = model.embed_chunks, []
+
+    def dies_on_second_batch(chunks):
+        calls.append(len(chunks))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(chunks)
+
+    monkeypatch.setattr(model, "embed_chunks", dies_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        embed_files([folder], model, tmp_path / "emb", progress=False, on_error=lambda *a: None)
+    assert len(list((tmp_path / "emb" / "parts").glob("*.npz"))) == 1  # a.wav's two chunks were the first batch
+    assert not (tmp_path / "emb" / "embeddings.npy").exists()
+    monkeypatch.setattr(model, "embed_chunks", real)
+    summary = embed_files([folder], model, tmp_path / "emb", progress=False, on_error=lambda *a: None)
+    assert (summary.embedded, summary.computed, len(summary.failed)) == (3, 2, 1)
+    again = embed_files([folder], model, tmp_path / "emb", progress=False, on_error=lambda *a: None)
+    assert (again.embedded, again.computed) == (3, 0)
+    fresh = embed_files([folder], model, tmp_path / "fresh", progress=False, on_error=lambda *a: None)
+    np.testing.assert_allclose(np.load(tmp_path / "emb" / "embeddings.npy"),
+                               np.load(tmp_path / "fresh" / "embeddings.npy"), rtol=1e-5, atol=1e-6)
+    other = load_model("random")
+    with pytest.raises(Exception, match="another model"):
+        embed_files([folder], other, tmp_path / "emb", progress=False, on_error=lambda *a: None)
+
+
+def test_hear_api_returns_the_documented_shapes(checkpoints):
+    model = load_model(checkpoints[0])
+    assert (model.sample_rate, model.scene_embedding_size, model.timestamp_embedding_size) == (22050, 512, 512)
+    audio = torch.from_numpy(np.stack([music_like(int(2.5 * L), SR, s) for s in range(2)]))
+    embeddings, timestamps = get_timestamp_embeddings(audio, model)
+    assert embeddings.shape == (2, 2, 512) and timestamps.shape == (2, 2)  # the last half chunk is not embedded
+    np.testing.assert_allclose(timestamps[1].numpy(), [L / 2 / SR * 1000, 1.5 * L / SR * 1000], rtol=1e-6)
+    scene = get_scene_embeddings(audio, model)
+    assert scene.shape == (2, 512) and scene.dtype == torch.float32
+    torch.testing.assert_close(scene, embeddings.mean(dim=1))
+    short = get_timestamp_embeddings(torch.zeros(2, SR), model)  # 1 s: one zero-padded chunk
+    assert short[0].shape == (2, 1, 512) and short[1].shape == (2, 1)
+    with pytest.raises(ValueError, match="n_sounds, n_samples"):
+        get_scene_embeddings(torch.zeros(SR), model)
+
+
+def test_import_clmr_stays_light_and_exports_the_api():
+    code = "import sys, clmr; assert 'torch' not in sys.modules and 'get_timestamp_embeddings' in dir(clmr)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import clmr
+
+    assert (clmr.load_model, clmr.get_scene_embeddings, clmr.get_timestamp_embeddings) == \
+        (load_model, get_scene_embeddings, get_timestamp_embeddings)
+
+
+def test_predict_script_prints_top_tags_skips_bad_files_and_draws_a_taggram(checkpoints, tmp_path, capsys):
+    folder = _folder_with_one_corrupt_file(tmp_path / "music")
+    enc, head = checkpoints
+    args = [str(folder / "a.wav"), str(folder / "c_corrupt.wav"), str(tmp_path / "missing.mp3"),
+            "--checkpoint_path", str(enc), "--finetuner_checkpoint_path", str(head), "--top_k", "3"]
+    predict_script.main(args + ["--taggram", str(tmp_path / "tg.png")])
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert lines[0].startswith(str(folder / "a.wav")) and "0:05.4" in lines[0] and "(2 chunks)" in lines[0]
+    assert len(lines) == 4 and all(line.split()[0] in TAGS for line in lines[1:])
+    assert "c_corrupt.wav" in captured.err and "missing.mp3: file not found" in captured.err
+    assert (tmp_path / "tg_a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # several inputs: tg_<stem>.png
+    predict_script.main(args[:1] + args[3:] + ["--json", "1"])
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["n_chunks"] == 2 and len(result["tags"]) == 3
+    with pytest.raises(AudioFileError, match="no file could be used"):
+        predict_script.main([str(folder / "c_corrupt.wav")] + args[3:])
