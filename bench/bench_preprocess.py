@@ -82,14 +82,15 @@ def image_rejection(fn) -> float:
     return 10 * np.log10(spectrum[freqs > 8100].sum() / spectrum.sum())
 
 
-def time_per_clip(fn, clip: np.ndarray, repeats: int = 7) -> float:
+def time_per_clip(fn, clip: np.ndarray, repeats: int = 9) -> float:
+    """The fastest of `repeats` calls: other load on the machine only ever adds time."""
     fn(clip)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn(clip)
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.min(times))
 
 
 def mtat_like_clip(rng: np.random.Generator) -> np.ndarray:
@@ -117,32 +118,41 @@ def make_clips(folder: Path, n: int) -> None:
                  bitrate_mode="CONSTANT", compression_level=0.85)  # 32 kbps, as MagnaTagATune's files
 
 
-def throughput(n_clips: int, workers: list[int]) -> tuple[list[tuple], float]:
+def throughput(n_clips: int, workers: list[int], repeats: int) -> tuple[list[tuple], float]:
+    """Per worker count, the fastest of `repeats` runs (other load on the machine only ever slows a run down)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "mp3"
         make_clips(src, n_clips)
         kbps = sum(p.stat().st_size for p in src.rglob("*.mp3")) * 8 / (n_clips * SECONDS) / 1000
         for w in workers:
-            out = Path(tmp) / f"wav{w}"
-            start = time.perf_counter()
-            manifest = convert_all(plan_mirror(src, out), out, TARGET, workers=w, progress=False)
-            wall = time.perf_counter() - start
+            best = None
+            for _ in range(repeats):
+                out = Path(tmp) / f"wav{w}"
+                start = time.perf_counter()
+                manifest = convert_all(plan_mirror(src, out), out, TARGET, workers=w, progress=False)
+                wall = time.perf_counter() - start
+                shutil.rmtree(out)
+                best = wall if best is None else min(best, wall)
             done = manifest["counts"]["converted"]
             audio = manifest["audio_seconds_converted"]
-            rows.append((w, done, wall, done / wall, audio / wall, done / wall / w, audio / wall / w))
-            shutil.rmtree(out)
+            rows.append((w, done, best, done / best, audio / best, done / best / w, audio / best / w))
     return rows, kbps
 
 
-def decode_time(n: int = 5) -> float:
+def decode_time(n: int = 5, repeats: int = 3) -> float:
+    """Seconds to decode one MTAT-like mp3: per file the fastest of `repeats` reads, averaged over `n` files."""
     with tempfile.TemporaryDirectory() as tmp:
         make_clips(Path(tmp), n)
-        files = sorted(Path(tmp).rglob("*.mp3"))
-        start = time.perf_counter()
-        for f in files:
-            sf.read(f, dtype="float32")
-        return (time.perf_counter() - start) / n
+        best = []
+        for f in sorted(Path(tmp).rglob("*.mp3")):
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                sf.read(f, dtype="float32")
+                times.append(time.perf_counter() - start)
+            best.append(min(times))
+        return float(np.mean(best))
 
 
 def machine() -> str:
@@ -154,8 +164,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    load = ", load average {:.1f} at the start".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}{load}"
+    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+
+
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def versions() -> str:
@@ -167,7 +180,7 @@ def versions() -> str:
 def report(args) -> str:
     torch.set_num_threads(1)  # one conversion process = one thread; compare resamplers on equal terms
     clip = mtat_like_clip(np.random.default_rng(1))
-    lines = [f"Resampling one 30 s clip, 16,000 -> 22,050 Hz, one thread "
+    lines = [f"Resampling one 30 s clip, 16,000 -> 22,050 Hz, one thread, fastest of 9 "
              f"(decoding that clip from a ~32 kbps mp3 takes {decode_time() * 1e3:.1f} ms):", "",
              "| resampler | ms per 30 s clip | x real time | worst tone SNR after gain fit, 0.1-7 kHz (dB) | passband ripple (dB) "
              "| image energy above 8.1 kHz (dB) |",
@@ -177,30 +190,39 @@ def report(args) -> str:
         snr, ripple = tone_quality(fn)
         lines.append(f"| {name} | {seconds * 1e3:.1f} | {SECONDS / seconds:,.0f} | {snr:.1f} | {ripple:.4f} "
                      f"| {image_rejection(fn):.1f} |")
-    rows, kbps = throughput(args.clips, args.workers)
+    rows, kbps = throughput(args.clips, args.workers, args.repeats)
     lines += ["", f"Converting {args.clips} MTAT-like clips (30 s mono mp3, 16 kHz, {kbps:.0f} kbps) to 22,050 Hz "
-                  f"mono 16-bit wav with `convert_all` (decode, resample with soxr HQ, write):", "",
+                  f"mono 16-bit wav with `convert_all` (decode, resample with soxr HQ, write; "
+                  f"fastest of {args.repeats} runs):", "",
               "| workers | files | wall (s) | files/s | audio-s/s | files/s per worker | audio-s/s per worker |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {w} | {n} | {wall:.2f} | {fps:.1f} | {aps:,.0f} | {fpw:.1f} | {apw:,.0f} |"
               for w, n, wall, fps, aps, fpw, apw in rows]
+    if len(rows) > 1 and rows[0][0] == 1:
+        top = rows[-1]
+        lines += ["", f"Speed-up with {top[0]} workers over 1: {top[3] / rows[0][3]:.2f}x, with a 1-minute load "
+                      f"average of {load_average():.1f} on {os.cpu_count()} cores (workers only help on free cores)."]
     return "\n".join(lines)
 
 
-def record(text: str, args) -> Path:
+def record(text: str, args, load_before: float) -> Path:
     """Write the `## Preprocessing` section of docs/PERFORMANCE.md, replacing an earlier one, keeping the rest."""
     path = ROOT / "docs" / "PERFORMANCE.md"
     command = "python bench/bench_preprocess.py --record " + " ".join(
-        [f"--clips {args.clips}", "--workers " + ",".join(map(str, args.workers))])
+        [f"--clips {args.clips}", "--workers " + ",".join(map(str, args.workers)), f"--repeats {args.repeats}"])
     section = "\n".join([
         "## Preprocessing", "",
         f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Machine: {machine()}",
+        f"- Machine: {machine()}; 1-minute load average {load_before:.1f} before and {load_average():.1f} "
+        f"after the run (other jobs share the machine: the fastest of --repeats runs is reported)",
         f"- Versions: {versions()}",
         f"- Command: `{command}`", "",
         text, "",
-        "soxr HQ is the resampler `clmr.audio.resample` uses: it is faster than torchaudio's and at least as "
-        "accurate on these measures (see the table); decoding, not resampling, dominates the cost of a file.", ""])
+        "Choice: soxr HQ stays the resampler of `clmr.audio.resample` (and so of preprocess.py). soxr is the "
+        "fastest here (HQ and VHQ differ by little), and its images sit far below 16-bit resolution; torchaudio's default lets the images of the top "
+        "octave through (and attenuates 7 kHz by almost 2 dB), and its 64-tap Kaiser setting, though its passband "
+        "is flatter, is about 4x slower with about 30 dB more image energy. A passband ripple of 0.005 dB is far "
+        "below anything a tagger could hear. Per file, decoding the mp3 costs more than resampling it.", ""])
     old = path.read_text() if path.is_file() else "# Performance\n"
     start = old.find("\n## Preprocessing")
     if start >= 0:
@@ -217,12 +239,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=16, help="clips for the throughput table")
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")],
                         default=sorted({1, min(2, os.cpu_count() or 1)}), help="comma-separated worker counts")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per worker count; the fastest is reported")
     parser.add_argument("--record", action="store_true", help="write the result to docs/PERFORMANCE.md")
     args = parser.parse_args(argv)
+    load_before = load_average()
     text = report(args)
     print(f"{machine()}\n{versions()}\n\n{text}")
     if args.record:
-        print(f"\nrecorded in {record(text, args)}")
+        print(f"\nrecorded in {record(text, args, load_before)}")
 
 
 if __name__ == "__main__":
