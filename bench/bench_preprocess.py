@@ -218,8 +218,8 @@ def record(text: str, args, load_before: float) -> Path:
         f"- Versions: {versions()}",
         f"- Command: `{command}`", "",
         text, "",
-        "Choice: soxr HQ stays the resampler of `clmr.audio.resample` (and so of preprocess.py). soxr is the "
-        "fastest here (HQ and VHQ differ by little), and its images sit far below 16-bit resolution; torchaudio's default lets the images of the top "
+        "Choice: soxr HQ stays the resampler of `clmr.audio.resample` (and so of preprocess.py). soxr (HQ or "
+        "VHQ) is faster than either torchaudio setting, and its images sit far below 16-bit resolution; torchaudio's default lets the images of the top "
         "octave through (and attenuates 7 kHz by almost 2 dB), and its 64-tap Kaiser setting, though its passband "
         "is flatter, is about 4x slower with about 30 dB more image energy. A passband ripple of 0.005 dB is far "
         "below anything a tagger could hear. Per file, decoding the mp3 costs more than resampling it.", ""])
