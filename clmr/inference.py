@@ -80,7 +80,8 @@ class ClmrModel(nn.Module):
 
     def __init__(self, encoder: nn.Module, head: nn.Module | None = None, tag_names: Sequence[str] = (),
                  multilabel: bool = True, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
-                 hop_length: int | None = None, batch_size: int = BATCH_SIZE, fingerprint: str = ""):
+                 hop_length: int | None = None, batch_size: int = BATCH_SIZE, fingerprint: str = "",
+                 source: str = ""):
         super().__init__()
         self.encoder = encoder
         self.head = head
@@ -90,7 +91,8 @@ class ClmrModel(nn.Module):
         self.audio_length = int(audio_length)
         self.hop_length = int(hop_length or audio_length)
         self.batch_size = int(batch_size)
-        self.fingerprint = fingerprint
+        self.fingerprint = fingerprint  # what embeddings depend on: weights (SHA-256) and chunking
+        self.source = source            # the encoder checkpoint it came from
         self.eval()
         self.requires_grad_(False)
 
@@ -116,11 +118,6 @@ class ClmrModel(nn.Module):
             raise CheckpointError("no probe head loaded: pass --finetuner_checkpoint_path")
         logits = self.head(representations.to(self.device)).float().cpu().numpy()
         return evaluation.probabilities(logits, self.multilabel)
-
-    def describe(self) -> str:
-        head = f", head: {len(self.tag_names)} {'tags' if self.multilabel else 'classes'}" if self.head else ""
-        return (f"CLMR SampleCNN encoder{head}; chunks of {self.audio_length} samples "
-                f"({self.audio_length / self.sample_rate:.2f} s) every {self.hop_length} at {self.sample_rate} Hz")
 
 
 def read_tag_names(path: str | os.PathLike) -> list[str]:
@@ -229,7 +226,7 @@ def load_model(model_file_path: str | os.PathLike, finetuner_checkpoint_path: st
     hop = max(1, round(hop_ms * sample_rate / 1000)) if hop_ms else audio_length
     fingerprint = "random-0" if str(model_file_path) == RANDOM else file_sha256(model_file_path)
     model = ClmrModel(encoder, head, names, multilabel, sample_rate, audio_length, hop, batch_size,
-                      fingerprint=f"{fingerprint}:{audio_length}:{hop}:{sample_rate}")
+                      fingerprint=f"{fingerprint}:{audio_length}:{hop}:{sample_rate}", source=str(model_file_path))
     return model.to(device)
 
 
@@ -607,7 +604,8 @@ def _assemble(out_dir: Path, model: ClmrModel, paths: list[Path], rows: list[int
         chunks = np.concatenate([saved[i]["chunks"] for i in rows]) if rows else np.zeros((0, N_FEATURES), np.float32)
         save_npy(out_dir / CHUNKS, chunks.astype(np.float32))
     write_json(out_dir / META, {
-        "model": model.fingerprint, "sample_rate": model.sample_rate, "audio_length": model.audio_length,
-        "hop_length": model.hop_length, "embedding": "mean of the chunk representations (512-d)",
-        "files": len(paths), "rows": len(rows), "chunk_embeddings": CHUNKS if chunk_embeddings else None,
+        "checkpoint": model.source, "model": model.fingerprint, "sample_rate": model.sample_rate,
+        "audio_length": model.audio_length, "hop_length": model.hop_length,
+        "embedding": "mean of the chunk representations (512-d)", "files": len(paths), "rows": len(rows),
+        "chunk_embeddings": CHUNKS if chunk_embeddings else None,
         "failed": [{"path": str(paths[i]), "reason": failed[i]} for i in sorted(failed)]})

@@ -1,6 +1,8 @@
 """ONNX export (clmr/export.py, export.py): parity with PyTorch at batch 1 and 3, tag names, bad checkpoints."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -62,9 +64,6 @@ def exported(checkpoints, tmp_path_factory):
     """export.py run once on encoder + head; its printed report."""
     out = tmp_path_factory.mktemp("exports")
     enc, head = checkpoints
-    import contextlib
-    import io
-
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         export_script.main(["--checkpoint_path", str(enc), "--finetuner_checkpoint_path", str(head), "--out", str(out)])

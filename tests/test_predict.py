@@ -1,9 +1,7 @@
 """Using an encoder on any audio (clmr/inference.py, predict.py): whole-track tags, embeddings, the HEAR API."""
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import subprocess
 import sys
