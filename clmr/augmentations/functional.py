@@ -127,15 +127,19 @@ def high_low_pass(
 ) -> torch.Tensor:
     """A julius high-pass (x minus its low-pass) where ``highpass`` is True, else a low-pass."""
     low = lowpass_filter(x, cutoff_hz.to(x.device, torch.float64) / sample_rate)
-    return torch.where(highpass.to(x.device).view(-1, 1, 1), x - low, low)
+    high = highpass.to(device=x.device, dtype=x.dtype).view(-1, 1, 1)  # 1.0 for a high-pass
+    return low.mul_(1 - 2 * high).add_(x * high)  # x - low or low, without a slow boolean select
 
 
 def delay(x: torch.Tensor, offset: torch.Tensor, volume_factor: float = 0.5) -> torch.Tensor:
     """Echo: ``(x + volume_factor * x delayed by offset samples) / 2``, as torchaudio-augmentations."""
     _check_batch(x)
     length = x.shape[-1]
-    index = torch.arange(length, device=x.device) - offset.to(x.device).long().view(-1, 1, 1)
-    delayed = x.gather(-1, index.clamp(min=0).expand(x.shape)) * (index >= 0)
+    offset = offset.to(x.device).long().clamp(0, length)
+    longest = int(offset.max()) if len(offset) else 0
+    padded = F.pad(x, (longest, 0))  # zeros before the start
+    index = torch.arange(length, device=x.device) + (longest - offset).view(-1, 1, 1)
+    delayed = padded.gather(-1, index.expand(x.shape))
     return (x + volume_factor * delayed) / 2
 
 
@@ -312,12 +316,18 @@ def reverb(
     # keeps what it wraps around out of the kept samples.
     n_fft = _fast_fft_size(length + 64)
     weight = math.log(1e3) / n_fft  # exp(-weight * n) on both signals: wrap-around at -60 dB
-    n = torch.arange(n_fft, device=device, dtype=work)
-    since_onset = n - onset  # (B, n_fft)
-    started = (since_onset + 0.5).clamp_(min=0).sign_()  # 1 from the onset on (no bool masks: slow on CPU)
-    envelope = torch.exp(decay.unsqueeze(-1) * since_onset.unsqueeze(1) - weight * n) * level.unsqueeze(-1)
-    envelope *= started.unsqueeze(1)  # (B, 2, n_fft)
-    tail = torch.fft.rfft(F.pad(noise.to(work), (0, n_fft - length)).unsqueeze(1) * envelope)
+    # Envelope level * exp(decay * (n - onset) - weight * n) from the onset on, as an outer
+    # product exp(rate * block start) * exp(rate * within block): one multiply, few exponentials.
+    rate = (decay - weight).unsqueeze(-1)  # (B, 2, 1)
+    block = 256
+    n_blocks = -(-n_fft // block)
+    within = torch.arange(block, device=device, dtype=work)
+    starts = torch.arange(n_blocks, device=device, dtype=work) * block
+    envelope = (torch.exp(rate * starts) * (level * torch.exp(-decay * onset)).unsqueeze(-1)).unsqueeze(-1)
+    envelope = (envelope * torch.exp(rate * within).unsqueeze(-2)).flatten(-2)[..., :length]  # (B, 2, length)
+    n = torch.arange(length, device=device, dtype=work)
+    started = (n - onset + 0.5).clamp_(min=0).sign_()  # 1 from the onset on (no bool masks: slow on CPU)
+    tail = torch.fft.rfft((noise.to(work) * started).unsqueeze(1) * envelope, n=n_fft)
 
     # Mix the bands so that the power at each frequency is the comb bank's.
     omega = torch.arange(tail.shape[-1], device=device, dtype=work) * (2 * math.pi / n_fft)
