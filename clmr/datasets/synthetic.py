@@ -116,8 +116,8 @@ def _partials(freqs: np.ndarray, amps: np.ndarray, decays: np.ndarray | None, n:
     warp = t - depth * (np.cos(2 * np.pi * rate * t) - 1) / (2 * np.pi * rate) if depth else t
     phases = rng.uniform(0, 2 * np.pi, len(freqs)).astype(np.float32)
     out = np.zeros(n, np.float32)
-    for f, a, i in zip(freqs.astype(np.float32), amps.astype(np.float32), range(len(freqs))):
-        wave = np.sin(np.float32(2 * np.pi) * f * warp + phases[i])
+    for i, (f, a, phase) in enumerate(zip(freqs.astype(np.float32), amps.astype(np.float32), phases)):
+        wave = np.sin(np.float32(2 * np.pi) * f * warp + phase)
         if decays is not None:
             wave *= np.exp(-t / np.float32(decays[i]))
         out += a * wave
