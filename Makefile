@@ -16,6 +16,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) main.py --config config/demo.yaml
+	$(PY) linear_evaluation.py --config config/demo.yaml --run_name demo_linear \
+		--checkpoint_path runs/demo/checkpoints/last.ckpt --compare_random 1
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
