@@ -608,4 +608,4 @@ def _assemble(out_dir: Path, model: ClmrModel, paths: list[Path], rows: list[int
         "audio_length": model.audio_length, "hop_length": model.hop_length,
         "embedding": "mean of the chunk representations (512-d)", "files": len(paths), "rows": len(rows),
         "chunk_embeddings": CHUNKS if chunk_embeddings else None,
-        "failed": [{"path": str(paths[i]), "reason": failed[i]} for i in sorted(failed)]})
+        "failed": [{"path": str(paths[i]), "reason": failed[i].removeprefix(f"{paths[i]}: ")} for i in sorted(failed)]})
