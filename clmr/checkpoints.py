@@ -36,7 +36,7 @@ ENCODER_FORMATS = (
     ("clmr-v1", "module.encoder.", None),   # saved from nn.DataParallel
     ("samplecnn", "", None),
 )
-RANDOM = "random"  # --checkpoint_path random: a randomly initialised (seeded) encoder, the baseline
+RANDOM = "random"  # --checkpoint_path random: a randomly initialised (seeded) encoder, the baseline (clmr.probe)
 
 
 class CheckpointError(ConfigError):
@@ -162,7 +162,10 @@ def _frozen(encoder: SampleCNN) -> SampleCNN:
 
 
 def random_encoder(seed: int) -> SampleCNN:
-    """A randomly initialised SampleCNN (seeded, so its probe is reproducible): the baseline for pre-training."""
+    """A randomly initialised SampleCNN (seeded, so its probe is reproducible), BatchNorm at its initial statistics.
+
+    As a baseline it needs BatchNorm statistics of some audio first (`clmr.representations.calibrate_batchnorm`).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = SampleCNN(out_dim=1)

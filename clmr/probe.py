@@ -19,12 +19,15 @@ the projector with their tags).
 from __future__ import annotations
 
 import datetime
+import functools
+import hashlib
+import json
 import logging
 import time
 from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -41,20 +44,25 @@ from clmr.evaluation import label_fraction_tracks, probabilities, track_level_sc
 from clmr.models import N_FEATURES, SampleCNN
 from clmr.modules.linear_evaluation import LinearEvaluation
 from clmr.plots import per_tag_figure, save_figure
-from clmr.representations import Representations, representations
+from clmr.representations import (Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint,
+                                   representations)
 from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, hardware, run_name
 
 log = logging.getLogger(__name__)
 
 STAGE = "linear"
+CALIBRATION_CROPS = 128  # training crops that give a random encoder its BatchNorm statistics
 PROTOCOLS = {"clmr": "crop", "chunks": "chunks"}  # protocol -> how train and valid tracks are cut
 
 
 @dataclass
 class Encoder:
-    """A frozen encoder and what identifies it: `id` keys the representation cache."""
+    """A frozen encoder and what identifies it: `id` keys the representation cache.
 
-    model: SampleCNN
+    `model` may be a function that builds the encoder, called only if something is to be encoded.
+    """
+
+    model: SampleCNN | Callable[[], SampleCNN]
     id: str
     label: str
     info: dict = field(default_factory=dict)
@@ -81,10 +89,37 @@ def encoder_from_config(cfg: Namespace) -> Encoder:
 
 
 def random_encoder(seed: int) -> Encoder:
+    """A randomly initialised SampleCNN; `run_probe` gives it BatchNorm statistics of the training audio."""
     # The initialisation is torch's: another torch version may draw other weights from the same seed.
     return Encoder(load_encoder(RANDOM, seed=seed), f"random-seed{seed}-torch{torch.__version__}",
-                   f"random init (seed {seed})",
-                   {"checkpoint_path": RANDOM, "seed": seed, "format": RANDOM})
+                   f"random init (seed {seed})", {"checkpoint_path": RANDOM, "seed": seed, "format": RANDOM})
+
+
+def with_batchnorm_from(encoder: Encoder, train: AudioDataset, cfg: Namespace, device: torch.device) -> Encoder:
+    """The random encoder with BatchNorm statistics re-estimated on up to CALIBRATION_CROPS training crops.
+
+    At its initial statistics (mean 0, variance 1) BatchNorm passes on a signal that shrinks layer by
+    layer: a random SampleCNN's 512 outputs then vary by about 1e-6 from one input to another, a
+    constant rather than a baseline. Pre-trained encoders carry statistics of their training audio;
+    this gives the random one the same, from unlabelled crops, without changing a weight. The
+    statistics are estimated only when something is to be encoded (not when the cache has it all).
+    """
+    tracks, starts = crop_plan(train, "crop", cfg.seed)
+    if len(tracks) < 2:
+        raise DatasetError(f"{train.describe()}: a random encoder needs at least 2 training tracks for its "
+                           f"BatchNorm statistics")
+    pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(tracks))[:CALIBRATION_CROPS])
+    data = hashlib.sha256(json.dumps(dataset_fingerprint(train), sort_keys=True).encode()).hexdigest()[:16]
+    model = encoder.model
+
+    @functools.cache
+    def calibrated() -> SampleCNN:
+        print(f"estimating the random encoder's BatchNorm statistics on {len(pick)} training crops", flush=True)
+        return calibrate_batchnorm(model, train, tracks[pick], starts[pick], cfg.finetuner_batch_size, device)
+
+    note = f"BatchNorm statistics from {len(pick)} training crops"
+    return Encoder(calibrated, f"{encoder.id}-bn{len(pick)}-{data}", f"{encoder.label[:-1]}, {note})",
+                   {**encoder.info, "batchnorm": note})
 
 
 def check_config(cfg: Namespace) -> None:
@@ -188,6 +223,8 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
     train_set, test_set = subsets["train"], subsets["test"]
     multilabel, tags = train_set.multilabel, list(train_set.tag_names)
     device, mode = device_of(cfg), PROTOCOLS[cfg.finetuner_protocol]
+    if encoder.info.get("format") == RANDOM:
+        encoder = with_batchnorm_from(encoder, train_set, cfg, device)
 
     def reps(subset: str, how: str) -> Representations:
         return representations(encoder.model, encoder.id, subsets[subset], how, batch_size=cfg.finetuner_batch_size,

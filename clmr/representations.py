@@ -20,6 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -108,6 +109,30 @@ def encode(encoder: nn.Module, dataset: AudioDataset, tracks: np.ndarray, starts
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
+@torch.no_grad()
+def calibrate_batchnorm(encoder: nn.Module, dataset: AudioDataset, tracks: np.ndarray, starts: np.ndarray,
+                        batch_size: int, device: str | torch.device = "cpu") -> nn.Module:
+    """Re-estimate every BatchNorm's running mean and variance on the crops (tracks[i], starts[i]); eval mode after.
+
+    The weights do not change. A randomly initialised SampleCNN needs this before it is a baseline:
+    with BatchNorm at its initial statistics its output hardly depends on its input.
+    """
+    norms = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    batch_size = min(batch_size, len(tracks))
+    loader = DataLoader(_Windows(dataset, tracks, starts), batch_size=batch_size, shuffle=False,
+                        drop_last=len(tracks) % batch_size == 1)  # BatchNorm needs two examples per batch
+    encoder = encoder.to(device).train()
+    for batch in loader:
+        encoder(batch.to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return encoder.eval()
+
+
 def dataset_fingerprint(dataset: AudioDataset) -> dict:
     """What the representations of a dataset depend on: its name, subset, and each file's name, size and mtime."""
     files = []
@@ -125,12 +150,13 @@ def cache_key(encoder_id: str, dataset: AudioDataset, mode: str, seed: int) -> s
     return f"{dataset.name}-{dataset.subset}-{mode}-{digest}"
 
 
-def representations(encoder: nn.Module, encoder_id: str, dataset: AudioDataset, mode: str, *,
+def representations(encoder: nn.Module | Callable[[], nn.Module], encoder_id: str, dataset: AudioDataset, mode: str, *,
                     batch_size: int, cache_dir: str | os.PathLike | None, seed: int = 0, workers: int = 0,
                     device: str | torch.device = "cpu") -> Representations:
     """The representations of `dataset` cut by `mode`, from the cache when the same ones were extracted before.
 
-    `encoder_id` names the encoder's weights (a checkpoint's SHA-256, or `random-seed<N>`);
+    `encoder` may be a function that returns it, called only when something is to be encoded;
+    `encoder_id` names the encoder's weights (a checkpoint's SHA-256, or `random-seed<N>...`);
     `cache_dir=None` disables the cache.
     """
     dataset.infos  # read the headers first: unreadable files are dropped before the fingerprint
@@ -143,6 +169,8 @@ def representations(encoder: nn.Module, encoder_id: str, dataset: AudioDataset, 
         except Exception as err:  # a damaged cache file is extracted again, not an error
             log.warning("ignoring unreadable cache %s (%s)", path, err)
     tracks, starts = crop_plan(dataset, mode, seed)
+    if not isinstance(encoder, nn.Module):
+        encoder = encoder()
     began = time.perf_counter()
     features = encode(encoder, dataset, tracks, starts, batch_size, workers, device,
                       desc=f"encoding {dataset.name}/{dataset.subset} ({len(tracks)} crops)")

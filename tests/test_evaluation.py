@@ -197,3 +197,21 @@ def test_of_tracks_keeps_every_chunk_of_the_chosen_tracks():
                            torch.zeros(6, dtype=torch.long), 3)
     chosen = reps.of_tracks(np.array([0, 2]))
     assert chosen.track.tolist() == [0, 0, 2, 2, 2] and chosen.n_tracks == 3
+
+
+def test_batchnorm_statistics_make_a_random_encoder_depend_on_its_input(tmp_path):
+    from clmr.checkpoints import random_encoder
+    from clmr.representations import calibrate_batchnorm
+
+    ds = Tiny(tmp_path)
+    tracks, starts = crop_plan(ds, "chunks")
+    encoder = random_encoder(0)
+    weights = {k: v.clone() for k, v in encoder.state_dict().items() if "running" not in k and "tracked" not in k}
+    before = representations(encoder, "r", ds, "chunks", batch_size=8, cache_dir=None).features
+    assert before.std(0).median() < 1e-4           # at the initial statistics: nearly a constant
+    calibrate_batchnorm(encoder, ds, tracks, starts, batch_size=4)
+    after = representations(encoder, "r", ds, "chunks", batch_size=8, cache_dir=None).features
+    assert after.std(0).median() > 1e-2
+    assert not encoder.training and all(m.momentum == 0.1 for m in encoder.modules()
+                                        if isinstance(m, torch.nn.BatchNorm1d))
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in weights.items())  # weights untouched
