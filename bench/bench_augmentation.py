@@ -7,16 +7,19 @@
 Crops are 59,049 samples at 22,050 Hz (CLMR's audio_length), the chain is build_augmentation_chain with
 CLMR's probabilities (polarity 0.8, noise 0.01, gain 0.3, filters 0.8, delay 0.3, pitch 0.6, reverb 0.6).
 "Per example" runs the chain on (1, 1, 59049), as a DataLoader worker does; "batched" on (48, 1, 59049),
-as the training step does with augment_on: device. Every number is a median of repeated runs.
+as the training step does with augment_on: device. Numbers are medians of repeated runs, with the best run
+beside them (the machine may be shared: the load average at the start is in the header).
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 
 import torch
 
-from _common import machine, median_time, record, table
+from _common import machine, record, table
 from clmr.augmentations import (
     Delay,
     Gain,
@@ -38,40 +41,52 @@ batched: one call on a batch, as after the transfer to the training device (`aug
 batched >= 200 views/s, per example no slower than the original torchaudio-augmentations + sox stack
 (68 views/s, i.e. 14.7 ms per view; its PitchShift took 15.6 ms and its Reverb 6.6 ms per crop)."""
 # The original stack (torchaudio-augmentations 0.2.4 with sox), on the same kind of machine, ms per crop at p=1.
-ORIGINAL = {"chain": 1000 / 68, "PitchShift": 15.6, "Reverb": 6.6}
+ORIGINAL = {"PitchShift": 15.6, "Reverb": 6.6}
 
 
 def timer(device: torch.device):
-    """median_time that waits for the device."""
-    def run(fn, repeat, warmup=1):
+    """Seconds of each of `repeat` runs of fn (after `warmup` untimed ones), waiting for the device."""
+    def run(fn, repeat: int, warmup: int = 1) -> list[float]:
         def synced():
             fn()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-        return median_time(synced, repeat=repeat, warmup=warmup)
+        for _ in range(warmup):
+            synced()
+        seconds = []
+        for _ in range(repeat):
+            began = time.perf_counter()
+            synced()
+            seconds.append(time.perf_counter() - began)
+        return seconds
     return run
 
 
-def chain_rates(chain, crops: torch.Tensor, time_it, batch: int, per_example_views: int) -> tuple[float, float]:
-    """Views/s per example (calls on (1, 1, T), a fresh crop each) and batched (calls on (batch, 1, T))."""
+def chain_rows(chain, crops: torch.Tensor, time_it, batch: int, views: int = 30) -> list[list[object]]:
+    """Views/s and ms per view per example (calls on (1, 1, T), a new crop each) and batched (calls on (batch, 1, T))."""
     def one_at_a_time():
-        for i in range(per_example_views):
+        for i in range(views):
             chain(crops[i % len(crops)].unsqueeze(0))
 
-    per_example = time_it(one_at_a_time, repeat=5) / per_example_views
-    batched = time_it(lambda: chain(crops[:batch]), repeat=5) / batch
-    return 1 / per_example, 1 / batched
+    rows = []
+    for name, runs in [("per example (batch of 1)", [t / views for t in time_it(one_at_a_time, repeat=7)]),
+                       (f"batched (batch of {batch})", [t / batch for t in time_it(lambda: chain(crops[:batch]), 7)])]:
+        rows.append([name, 1 / statistics.median(runs), 1 / min(runs), 1e3 * statistics.median(runs)])
+    rows[0].append("68 views/s (14.7 ms per view)")
+    rows[1].append("")
+    return rows
 
 
-def transform_ms(transforms, crops: torch.Tensor, time_it, batch: int) -> list[list[object]]:
-    """ms per crop of each transform applied to every example, per example and batched."""
+def transform_rows(transforms, crops: torch.Tensor, time_it, batch: int) -> list[list[object]]:
+    """ms per crop of each transform applied to every example, per example and batched: median (best)."""
     rows = []
     for transform in transforms:
         name = type(transform).__name__
-        single = time_it(lambda: transform(crops[:1]), repeat=21, warmup=3) * 1e3
-        batched = time_it(lambda: transform(crops[:batch]), repeat=5) * 1e3 / batch
+        single = [1e3 * t for t in time_it(lambda: transform(crops[:1]), repeat=21, warmup=3)]
+        batched = [1e3 * t / batch for t in time_it(lambda: transform(crops[:batch]), repeat=5)]
         original = ORIGINAL.get(name)
-        rows.append([name, single, batched, "%.1f" % original if original else ""])
+        rows.append([name, "%.3g (%.3g)" % (statistics.median(single), min(single)),
+                     "%.3g (%.3g)" % (statistics.median(batched), min(batched)), "%.1f" % original if original else ""])
     return rows
 
 
@@ -94,18 +109,18 @@ def main(argv: list[str] | None = None) -> None:
     chain = build_augmentation_chain(cfg).to(device)
     crops = 0.1 * torch.randn(max(args.batch, 64), 1, CROP, device=device)
     with torch.no_grad():
-        per_example, batched = chain_rates(chain, crops, time_it, args.batch, per_example_views=40)
+        chain_table = table(
+            ["chain, CLMR probabilities", "views/s (median)", "views/s (best)", "ms per view (median)",
+             "original CLMR stack"],
+            chain_rows(chain, crops, time_it, args.batch),
+        )
         transforms = [PolarityInversion(), Noise(), Gain(), HighLowPass(SAMPLE_RATE), Delay(SAMPLE_RATE),
                       PitchShift(CROP, SAMPLE_RATE), Reverb(SAMPLE_RATE)]
-        rows = transform_ms([t.to(device) for t in transforms], crops, time_it, args.batch)
-
-    chain_table = table(
-        ["chain (CLMR probabilities)", "views/s", "ms per view", "original CLMR stack"],
-        [["per example (batch of 1)", per_example, 1e3 / per_example, "68 views/s, 14.7 ms"],
-         [f"batched (batch of {args.batch})", batched, 1e3 / batched, ""]],
-    )
-    transform_table = table(["transform at p=1", "ms/crop per example", f"ms/crop batched ({args.batch})",
-                             "original ms/crop"], rows)
+        transform_table = table(
+            ["transform at p=1", "ms/crop per example: median (best)", f"ms/crop batched ({args.batch}): median (best)",
+             "original ms/crop"],
+            transform_rows([t.to(device) for t in transforms], crops, time_it, args.batch),
+        )
     command = "python bench/bench_augmentation.py " + " ".join(sys.argv[1:] if argv is None else argv)
     body = (f"{NOTE}\n\n{header}\n\n`{command.strip()}`, device {device}\n\n"
             f"{chain_table}\n\n{transform_table}\n")

@@ -186,7 +186,6 @@ def _phase_vocoder_shift(signal: torch.Tensor, ratio: torch.Tensor, n_fft: int, 
     device, dtype = signal.device, signal.dtype
     n_bins = n_fft // 2 + 1
     bins = torch.arange(n_bins, device=device)
-    odd = (bins % 2).to(dtype)
     r = ratio.view(-1, 1, 1)
 
     # Frames centred at multiples of hop, plus margin frames so that each output sample
@@ -203,7 +202,9 @@ def _phase_vocoder_shift(signal: torch.Tensor, ratio: torch.Tensor, n_fft: int, 
     spectrum = torch.fft.rfft(padded.unfold(-1, n_fft, hop) * window.unsqueeze(1))
     real, imag = spectrum.real.contiguous(), spectrum.imag.contiguous()
     magnitude = torch.hypot(real, imag)
-    phase = torch.atan2(imag, real)  # frame start as time origin; + pi * odd makes it zero-phase
+    # Phases with the frame start as time origin; with the window centre as origin
+    # ("zero-phase", where the bins of one partial share a phase) they would be + pi * k.
+    phase = torch.atan2(imag, real)
 
     # Phase advance per hop, unwrapped around the bin centre, stretched by r; accumulated.
     expected = bins.to(dtype) * (hop / n_fft)  # bin centre advance per hop, in turns
@@ -318,13 +319,12 @@ def reverb(
     weight = math.log(1e3) / n_fft  # exp(-weight * n) on both signals: wrap-around at -60 dB
     # Envelope level * exp(decay * (n - onset) - weight * n) from the onset on, as an outer
     # product exp(rate * block start) * exp(rate * within block): one multiply, few exponentials.
-    rate = (decay - weight).unsqueeze(-1)  # (B, 2, 1)
+    slope = (decay - weight).unsqueeze(-1)  # (B, 2, 1)
     block = 256
-    n_blocks = -(-n_fft // block)
     within = torch.arange(block, device=device, dtype=work)
-    starts = torch.arange(n_blocks, device=device, dtype=work) * block
-    envelope = (torch.exp(rate * starts) * (level * torch.exp(-decay * onset)).unsqueeze(-1)).unsqueeze(-1)
-    envelope = (envelope * torch.exp(rate * within).unsqueeze(-2)).flatten(-2)[..., :length]  # (B, 2, length)
+    starts = torch.arange(-(-length // block), device=device, dtype=work) * block
+    envelope = (torch.exp(slope * starts) * (level * torch.exp(-decay * onset)).unsqueeze(-1)).unsqueeze(-1)
+    envelope = (envelope * torch.exp(slope * within).unsqueeze(-2)).flatten(-2)[..., :length]  # (B, 2, length)
     n = torch.arange(length, device=device, dtype=work)
     started = (n - onset + 0.5).clamp_(min=0).sign_()  # 1 from the onset on (no bool masks: slow on CPU)
     tail = torch.fft.rfft((noise.to(work) * started).unsqueeze(1) * envelope, n=n_fft)
