@@ -299,7 +299,7 @@ def write_outputs(results: dict, logger: TensorBoardLogger, test: Representation
     metadata = [[_clean(test_set.files[i].name), _clean(_tags_of(test_set, i, tags)), _clean(tags[int(scores[i].argmax())])]
                 for i in range(len(test_set))]
     writer.add_embedding(test.track_means(), metadata=metadata, metadata_header=["track", "tags", "predicted"],
-                         tag="test tracks (mean of chunk representations)")
+                         tag="test_tracks")  # each point: the mean of a test track's chunk representations
     writer.flush()
 
 
