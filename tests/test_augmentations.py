@@ -83,6 +83,11 @@ def test_pitch_shift_draws_whole_cents_between_minus_and_plus_seven_semitones():
     assert len(cents.unique()) > 1000  # whole cents, not a coarse grid
 
 
+def test_pitch_shift_rejects_shifts_beyond_an_octave():
+    with pytest.raises(ValueError, match="12 semitones"):
+        F.pitch_shift(sine(440), torch.tensor([13.0]))
+
+
 def test_pitch_shift_shifts_each_example_of_a_batch_by_its_own_interval():
     x = sine(440).repeat(3, 1, 1)
     y = F.pitch_shift(x, torch.tensor([0.0, 5.0, -3.0]))

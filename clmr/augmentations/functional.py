@@ -171,6 +171,11 @@ def pitch_shift(
         raise ValueError(f"n_fft ({n_fft}) must be a multiple of 2 * hop_length ({2 * hop_length})")
     batch, channels, length = x.shape
     ratio = torch.pow(2.0, _per_example(n_steps, x).view(-1) / 12).repeat_interleave(channels)
+    # Beyond n_fft / (2 hop) the compressed synthesis windows stop overlapping (+-12 semitones at hop n_fft / 4).
+    limit = n_fft / (2 * hop_length)
+    if (ratio > limit * (1 + 1e-6)).any() or (ratio < (1 - 1e-6) / limit).any():
+        raise ValueError(f"pitch shifts must lie within +-{12 * math.log2(limit):g} semitones for "
+                         f"n_fft={n_fft}, hop_length={hop_length}; got {n_steps}")
     rows = x.reshape(batch * channels, length)
     chunk = 4 if x.device.type == "cpu" else len(rows)
     out = [
