@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
 def tag_files(cfg, model) -> tuple[int, int]:
     """Print each file's top tags (or one JSON list at the end) and draw taggrams; (used, skipped) counts."""
     paths = expand_paths(cfg.audio)
+    if not paths:
+        raise AudioFileError(f"no audio files in {' '.join(cfg.audio)}")
     drawings = taggram_paths(cfg.taggram, paths) if cfg.taggram else {}
     results, failed = [], 0
     for pred in predict_files(paths, model, cfg.workers):

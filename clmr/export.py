@@ -178,10 +178,10 @@ def export_models(checkpoint_path: str | os.PathLike, finetuner_checkpoint_path:
     out_dir = Path(out_dir)
     model = load_model(checkpoint_path, finetuner_checkpoint_path or None, tags=tags)
     common = {"producer": "clmr", "sample_rate": model.sample_rate, "audio_length": model.audio_length,
-              "input": f"{INPUT}: (batch, 1, {model.audio_length}) float32 mono at {model.sample_rate} Hz",
+              "input": f"{INPUT} (batch, 1, {model.audio_length}) float32 mono at {model.sample_rate} Hz",
               "encoder_checkpoint": Path(str(checkpoint_path)).name}
     results = [_export_checked(model.encoder, out_dir / ENCODER_FILE, model, REPRESENTATION,
-                               {**common, "output": f"{REPRESENTATION}: (batch, 512)"}, opset, tolerance)]
+                               {**common, "output": f"{REPRESENTATION} (batch, 512)"}, opset, tolerance)]
     if model.head is not None:
         activation = "sigmoid" if model.multilabel else "softmax"
         tagger = Tagger(model.encoder, model.head, model.multilabel).eval()
@@ -189,7 +189,7 @@ def export_models(checkpoint_path: str | os.PathLike, finetuner_checkpoint_path:
                 "sample_rate": model.sample_rate, "audio_length": model.audio_length, "input": INPUT,
                 "output": PROBABILITIES, "track_score": "mean of the chunk probabilities over consecutive chunks",
                 "head_checkpoint": Path(str(finetuner_checkpoint_path)).name}
-        output = f"{PROBABILITIES}: (batch, {len(model.tag_names)}) {activation}"
+        output = f"{PROBABILITIES} (batch, {len(model.tag_names)}) {activation}"
         exported = _export_checked(tagger, out_dir / TAGGER_FILE, model, PROBABILITIES,
                                    {**common, "output": output, "tags": json.dumps(model.tag_names)}, opset, tolerance)
         write_json(out_dir / TAGS_FILE, info)

@@ -37,6 +37,7 @@ from clmr.models import N_FEATURES
 SAMPLE_RATE = 22050
 AUDIO_LENGTH = 59049
 BATCH_SIZE = 32  # chunks per forward pass of the encoder
+MIN_CHUNK_FRACTION = 0.5  # a file shorter than this much of a chunk is too short to describe
 
 
 # -- chunking ------------------------------------------------------------------------------------
@@ -261,14 +262,21 @@ def get_scene_embeddings(audio: Tensor, model: ClmrModel) -> Tensor:
 
 
 # -- whole files ---------------------------------------------------------------------------------
-def load_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, min_samples: int = AUDIO_LENGTH) -> np.ndarray:
-    """Any file soundfile reads, mixed to mono and resampled to `sample_rate`; too short a file is an error."""
+def load_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
+               audio_length: int = AUDIO_LENGTH) -> np.ndarray:
+    """Any file soundfile reads, mixed to mono and resampled to `sample_rate`.
+
+    A track shorter than one chunk is zero-padded to one, as linear evaluation pads its test tracks;
+    below half a chunk (`MIN_CHUNK_FRACTION`) most of what the encoder would see is padding, and the
+    file is refused as too short.
+    """
     if not Path(path).is_file():
         raise AudioFileError(f"{path}: file not found")
     audio = load_mono(path, sample_rate)
+    min_samples = int(np.ceil(MIN_CHUNK_FRACTION * audio_length))
     if audio.shape[0] < min_samples:
-        raise AudioFileError(f"{path}: too short ({audio.shape[0] / sample_rate:.2f} s; "
-                             f"at least one chunk of {min_samples / sample_rate:.2f} s is needed)")
+        raise AudioFileError(f"{path}: too short ({audio.shape[0] / sample_rate:.2f} s; at least "
+                             f"{min_samples / sample_rate:.2f} s, half a chunk, is needed)")
     return audio
 
 

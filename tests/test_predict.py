@@ -85,7 +85,7 @@ def test_predict_on_44k_stereo_equals_predict_on_the_same_audio_at_22k_mono(mode
     a, b = predict_files([tmp_path / "song_44k_stereo.wav", tmp_path / "song_22k_mono.wav"], model)
     assert a.chunk_probs.shape == b.chunk_probs.shape == (2, len(TAGS))
     assert a.duration_s == pytest.approx(8.0, abs=1e-3) and b.duration_s == pytest.approx(8.0, abs=1e-3)
-    assert np.abs(a.probs - b.probs).max() < 2e-3
+    assert np.abs(a.probs - b.probs).max() < 5e-4  # resampling error only (about 5e-5 here)
     assert [t for t, _ in a.top(3)] == [t for t, _ in b.top(3)]
     assert np.ptp(a.probs) > 0.05  # the tags really depend on the audio, so the comparison means something
 
@@ -98,6 +98,17 @@ def test_whole_track_score_is_the_mean_of_its_chunk_probabilities(model, tmp_pat
     np.testing.assert_allclose(pred.times_ms, (np.arange(2) * L + L / 2) * 1000 / SR, rtol=1e-6)
     chunks = torch.from_numpy(music_like(int(2.5 * L), SR, 7)[:2 * L].reshape(2, L))
     np.testing.assert_allclose(pred.chunk_probs, model.tag_probabilities(model.embed_chunks(chunks)), atol=1e-6)
+
+
+def test_a_file_shorter_than_a_chunk_is_padded_and_one_under_half_a_chunk_is_too_short(model, tmp_path):
+    sf.write(tmp_path / "two_seconds.wav", music_like(2 * SR, SR, 8), SR, subtype="FLOAT")
+    sf.write(tmp_path / "one_second.wav", music_like(SR, SR, 9), SR, subtype="FLOAT")
+    padded, short = predict_files([tmp_path / "two_seconds.wav", tmp_path / "one_second.wav"], model)
+    assert padded.chunk_probs.shape == (1, len(TAGS))  # zero-padded to one chunk, as evaluation pads
+    audio = torch.from_numpy(sf.read(tmp_path / "two_seconds.wav", dtype="float32")[0])[None]
+    np.testing.assert_allclose(padded.probs, model.tag_probabilities(get_scene_embeddings(audio, model))[0],
+                               atol=1e-6)
+    assert "one_second.wav: too short (1.00 s; at least 1.34 s" in short.error
 
 
 def test_chunks_are_the_ones_linear_evaluation_scores():
