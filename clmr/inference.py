@@ -212,7 +212,8 @@ def load_model(model_file_path: str | os.PathLike, finetuner_checkpoint_path: st
                tags: Sequence[str] | str | None = None, hop_ms: float | None = None,
                batch_size: int = BATCH_SIZE, device: str | torch.device = "cpu") -> ClmrModel:
     """HEAR's `load_model`: a ClmrModel from an encoder checkpoint (ours or the original CLMR's), or
-    `random` for a randomly initialised encoder (seed 0), the baseline.
+    `random` for a randomly initialised encoder (seed 0; BatchNorm at its initial statistics, so its
+    output hardly depends on the input until `clmr.representations.calibrate_batchnorm`).
 
     With `finetuner_checkpoint_path` the model also predicts tags. `hop_ms` spaces the chunks of
     `get_timestamp_embeddings` (default: one chunk, 2.7 s, no overlap, as evaluation chunks a track).
