@@ -1,6 +1,6 @@
 """Shared bench helpers: the machine a number came from, median timing, and recording a section of docs/PERFORMANCE.md.
 
-    from _common import machine, median_time, table, record
+    from _common import command, machine, median_time, record, table
 
 `record("Loading", text)` replaces the `## Loading` section of docs/PERFORMANCE.md (or appends it,
 creating the file if needed) under a file lock, and leaves every other section as it is.
@@ -13,6 +13,7 @@ import hashlib
 import os
 import platform
 import re
+import shlex
 import statistics
 import sys
 import tempfile
@@ -49,6 +50,11 @@ def machine() -> str:
             f"Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
             f"libsndfile {soundfile.__libsndfile_version__}; {datetime.date.today().isoformat()}; "
             f"load average {load} at start")
+
+
+def command() -> str:
+    """The command line that ran this bench, to paste into a shell."""
+    return shlex.join(["python", os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
 
 
 def median_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:

@@ -13,6 +13,7 @@ beside them (the machine may be shared: the load average at the start is in the 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
             transform_rows([t.to(device) for t in transforms], crops, time_it, args.batch),
         )
     command = "python bench/bench_augmentation.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    body = (f"{NOTE}\n\n{header}\n\n`{command.strip()}`, device {device}\n\n"
+    load = "%.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else "?"
+    body = (f"{NOTE}\n\n{header}; load average {load} at the end\n\n`{command.strip()}`, device {device}\n\n"
             f"{chain_table}\n\n{transform_table}\n")
     print(body)
     if args.record:

@@ -1,7 +1,7 @@
 """Loading: crops/s of window reads vs whole-file decode of 30 s clips, and crop_loader pairs/s.
 
-    python bench/bench_loading.py              # prints the tables and rewrites `## Loading` of docs/PERFORMANCE.md
-    python bench/bench_loading.py --no-record  # prints only
+    python bench/bench_loading.py           # prints the tables
+    python bench/bench_loading.py --record  # and rewrites `## Loading` of docs/PERFORMANCE.md
 
 Clips are generated in a temporary folder: 30 s mono at 22,050 Hz as 16-bit wav and as mp3, and the
 same samples as a raw int16 .npy (read through a memory map) to see whether a faster on-disk format
@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from _common import machine, median_time, record, table
+from _common import command, machine, median_time, record, table
 from clmr.audio import read_window
 from clmr.config import load_config
 from clmr.datasets.dataset import AudioDataset
@@ -174,10 +174,11 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=256, help="crops per timed run")
     parser.add_argument("--loader_batches", type=int, default=12, help="batches per timed DataLoader run")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported")
-    parser.add_argument("--no-record", dest="record", action="store_false", help="print only")
+    parser.add_argument("--record", action="store_true", help="rewrite `## Loading` of docs/PERFORMANCE.md")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    print(machine())
+    info = machine()
+    print(info)
     with tempfile.TemporaryDirectory(prefix="clmr-bench-loading-") as tmp:
         folder = Path(tmp)
         began = time.perf_counter()
@@ -189,7 +190,7 @@ def main() -> None:
         print(overhead)
         print("crop_loader (pairs of crops, no augmentation):")
         loaders = loader_throughput(folder, args)
-    text = (f"Machine: {machine()}.\n\nCommand: `python bench/bench_loading.py` "
+    text = (f"Machine: {info}.\n\nCommand: `{command()}` "
             f"(median of {args.repeat} runs; {SECONDS} s mono clips at {SAMPLE_RATE} Hz, crops of {CROP} samples; "
             f"\"cold cache\" drops the file's pages with posix_fadvise before each read).\n\n"
             f"{reads}\n\n{overhead}\n\n`crop_loader` pairs (two crops per track, no augmentation), wav:\n\n{loaders}\n")

@@ -82,6 +82,31 @@ def use_sync_batchnorm(cfg: Namespace, hw: dict[str, Any]) -> bool:
     return bool(cfg.sync_batchnorm) and on_gpu and not one_process
 
 
+def training_on_gpu(cfg: Namespace) -> bool:
+    """Whether the Trainer built from `cfg` trains on CUDA GPUs (accelerator auto picks them when there are any)."""
+    accelerator = hardware(cfg)["accelerator"]
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def native_bf16(cfg: Namespace) -> bool:
+    """Whether the training device computes in bfloat16 natively: an Ampere or newer GPU, or a CPU with
+    AVX512-BF16 or AMX-BF16. Elsewhere bf16 is emulated and slower than fp32."""
+    if training_on_gpu(cfg):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    accelerator = hardware(cfg)["accelerator"]
+    if accelerator == "cpu" or (accelerator == "auto" and not torch.backends.mps.is_available()):
+        capabilities = torch.cpu.get_capabilities()
+        return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    return False
+
+
+def resolve_precision(cfg: Namespace) -> str:
+    """`--precision auto`: bf16-mixed where the device computes bf16 natively, else 32-true; others as given."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16-mixed" if native_bf16(cfg) else "32-true"
+
+
 def checkpoint_callbacks(cfg: Namespace, stage: str, monitor: str = "Valid/loss") -> list[Callback]:
     """last.ckpt after every epoch and best.ckpt by the monitored (validation) loss."""
     return [ModelCheckpoint(dirpath=checkpoint_dir(cfg, stage), filename="best", monitor=monitor, mode="min",
@@ -99,7 +124,7 @@ def build_trainer(cfg: Namespace, stage: str, callbacks: list[Callback] = (), ma
     options = dict(
         **hw,
         strategy=cfg.strategy,
-        precision=cfg.precision,
+        precision=resolve_precision(cfg),
         max_epochs=cfg.max_epochs if max_epochs is None else max_epochs,
         max_steps=cfg.max_steps,
         limit_train_batches=cfg.limit_train_batches,
