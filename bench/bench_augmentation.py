@@ -69,12 +69,14 @@ def chain_rows(chain, crops: torch.Tensor, time_it, batch: int, views: int = 30)
         for i in range(views):
             chain(crops[i % len(crops)].unsqueeze(0))
 
-    rows = []
-    for name, runs in [("per example (batch of 1)", [t / views for t in time_it(one_at_a_time, repeat=7)]),
-                       (f"batched (batch of {batch})", [t / batch for t in time_it(lambda: chain(crops[:batch]), 7)])]:
-        rows.append([name, 1 / statistics.median(runs), 1 / min(runs), 1e3 * statistics.median(runs)])
-    rows[0].append("68 views/s (14.7 ms per view)")
-    rows[1].append("")
+    threads = torch.get_num_threads()
+    runs = {"per example (batch of 1)": [t / views for t in time_it(one_at_a_time, repeat=7)]}
+    torch.set_num_threads(1)  # what a DataLoader worker gets
+    runs["per example, 1 thread (as in a DataLoader worker)"] = [t / views for t in time_it(one_at_a_time, repeat=7)]
+    torch.set_num_threads(threads)
+    runs[f"batched (batch of {batch})"] = [t / batch for t in time_it(lambda: chain(crops[:batch]), repeat=7)]
+    rows = [[name, 1 / statistics.median(r), 1 / min(r), 1e3 * statistics.median(r), ""] for name, r in runs.items()]
+    rows[0][-1] = "68 views/s (14.7 ms per view)"
     return rows
 
 
