@@ -7,7 +7,9 @@ then calls the pure function in :mod:`clmr.augmentations.functional`. Inputs are
 module therefore serves as the per-example chain in DataLoader workers and as the batched
 chain on the training device.
 
-Parameters and defaults follow torchaudio-augmentations 0.2.4 as CLMR uses it. For tests
+Parameters and defaults follow torchaudio-augmentations 0.2.4 as CLMR uses it. One
+difference: nothing is clipped to [-1, 1] (sox clipped the output of its pitch and reverb
+effects, and torchaudio's ``Vol`` clamps). For tests
 and logging, every random module keeps the parameters of its last call in
 ``last_params`` (per-example tensors), and :class:`RandomApply` keeps its mask in
 ``last_mask``.
