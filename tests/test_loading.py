@@ -1,6 +1,8 @@
-"""Training DataLoaders: batch shapes, random window crops per item, view and worker, pinning, worker seeding."""
+"""Training data path and step settings: batch shapes, random window crops per item, view and worker, worker
+seeding, pinning, auto workers, and the auto precision."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +12,9 @@ import torch
 
 from clmr.config import load_config
 from clmr.datasets.dataset import AudioDataset
-from clmr.datasets.loading import crop_loader, pin_memory
+from clmr.datasets.loading import crop_loader, num_workers, pin_memory
 from clmr.datasets.views import CropDataset
+from clmr.trainer import resolve_precision
 
 SR = 22050
 FRAMES = 20000  # below 2**15, so that a sample's 16-bit value is its position in the track
@@ -109,3 +112,40 @@ def test_batches_are_pinned_only_for_training_on_a_gpu(monkeypatch):
     assert pin_memory(config(accelerator="gpu"))
     assert not pin_memory(config(accelerator="cpu"))
     assert not pin_memory(config(gpus=0))
+
+
+def test_auto_workers_are_none_on_the_cpu_and_the_free_cores_per_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert num_workers(config(workers=3)) == 3
+    assert num_workers(config(workers=-1)) == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert num_workers(config(workers=-1)) == 7  # 16 cores over 2 GPUs, one left for each main process
+    assert num_workers(config(workers=-1, devices=1)) == 8  # at most 8
+    assert num_workers(config(workers=-1, accelerator="cpu")) == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert num_workers(config(workers=-1, devices=1)) == 1
+
+
+# -- the training step's precision (config/config.yaml: precision auto) -----------------------
+@pytest.mark.parametrize("capabilities, expected", [({"avx512_bf16": True}, "bf16-mixed"),
+                                                    ({"amx_bf16": True}, "bf16-mixed"),
+                                                    ({"avx2": True}, "32-true")])
+def test_auto_precision_is_bf16_on_cpus_that_compute_it_natively(monkeypatch, capabilities, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert resolve_precision(config(precision="auto"), "pretrain") == expected
+    assert resolve_precision(config(precision="auto"), "supervised") == expected
+    assert resolve_precision(config(precision="auto"), "linear") == "32-true"  # the probe's head is tiny
+    assert resolve_precision(config(precision="32-true"), "pretrain") == "32-true"  # fp32 stays an option
+
+
+def test_auto_precision_on_gpus_follows_native_bf16_support(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert resolve_precision(config(precision="auto", gpus=1)) == "32-true"  # emulated only: slower than fp32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_precision(config(precision="auto", gpus=1)) == "bf16-mixed"
+    assert resolve_precision(config(precision="16-mixed", gpus=1)) == "16-mixed"
