@@ -49,14 +49,11 @@ def autocast(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
-def build(cfg, device: torch.device, compile_encoder: bool):
-    """The module main.py builds, on `device`, and its optimiser."""
+def build(cfg, device: torch.device):
+    """The module main.py builds (its encoder compiled if cfg.compile), on `device`, and its optimiser."""
     chain = build_augmentation_chain(cfg)
-    encoder = SampleCNN(out_dim=50)
-    module = ContrastiveLearning(cfg, encoder, augment=chain if cfg.augment_on == "device" else None).to(device)
-    module.train()
-    if compile_encoder:
-        encoder.compile()
+    module = ContrastiveLearning(cfg, SampleCNN(out_dim=50), augment=chain if cfg.augment_on == "device" else None)
+    module.to(device).train()
     optimizer = build_optimizer(module.model.parameters(), module.hparams)
     return module, optimizer, chain
 
@@ -75,9 +72,9 @@ def train_step(module, optimizer, views, precision: str, device: torch.device) -
 
 
 # -- 1. the step alone ---------------------------------------------------------------------------
-def step_alone(cfg, device, precision: str, compiled: bool, args) -> dict:
+def step_alone(cfg, device, precision: str, args) -> dict:
     torch.manual_seed(0)
-    module, optimizer, _ = build(cfg, device, compiled)
+    module, optimizer, _ = build(cfg, device)
     views = 0.1 * torch.randn(cfg.batch_size, 2, 1, cfg.audio_length, device=device)
     began = time.perf_counter()
     train_step(module, optimizer, views, precision, device)  # the first step compiles
@@ -93,12 +90,13 @@ def step_alone(cfg, device, precision: str, compiled: bool, args) -> dict:
     return {"first": first, "step": statistics.median(times), "cpu": statistics.median(cpu)}
 
 
-def step_table(cfg, device, args) -> tuple[str, dict]:
+def step_table(base_argv: list[str], device, args) -> tuple[str, dict]:
     rows, results = [], {}
     variants = [(p, c) for c in (False, True) for p in ("32-true", "bf16-mixed")
                 if not (c and args.skip_compile)]
     for precision, compiled in variants:
-        r = step_alone(cfg, device, precision, compiled, args)
+        cfg = load_config(base_argv + ["--compile", str(int(compiled))])
+        r = step_alone(cfg, device, precision, args)
         results[(precision, compiled)] = r
         name = "compiled" if compiled else "eager"
         rows.append([precision, name, f"{r['step']:.2f}", f"{r['cpu']:.2f}", f"{cfg.batch_size / r['step']:.2f}",
@@ -111,7 +109,7 @@ def step_table(cfg, device, args) -> tuple[str, dict]:
 # -- 2. end to end -------------------------------------------------------------------------------
 def end_to_end(cfg, device, dataset, args) -> dict:
     torch.manual_seed(0)
-    module, optimizer, chain = build(cfg, device, bool(args.compile))
+    module, optimizer, chain = build(cfg, device)
     loader = crop_loader(dataset, cfg, train=True, n_views=2,
                          transform=chain if cfg.augment_on == "workers" else None)
     waits, augments, steps, totals = [], [], [], []
@@ -147,7 +145,8 @@ def end_to_end(cfg, device, dataset, args) -> dict:
 def e2e_table(base_argv, device, dataset, args) -> tuple[str, list]:
     rows, results = [], []
     for augment_on, workers in args.e2e:
-        cfg = load_config(base_argv + ["--augment_on", augment_on, "--workers", str(workers)])
+        cfg = load_config(base_argv + ["--augment_on", augment_on, "--workers", str(workers),
+                                       "--compile", str(args.compile)])
         r = end_to_end(cfg, device, dataset, args)
         results.append((augment_on, workers, r))
         rows.append([augment_on, workers, f"{r['pairs_per_s']:.2f}", f"{r['pairs_per_s'] / ORIGINAL_PAIRS_PER_S:.2f}x",
@@ -186,7 +185,7 @@ def main() -> None:
     accelerator = ["--accelerator", "gpu" if device.type == "cuda" else "cpu"]
     defaults = load_config(accelerator)
     precision = args.precision or resolve_precision(defaults, "pretrain")
-    args.compile = defaults.compile if args.compile is None and hasattr(defaults, "compile") else (args.compile or 0)
+    args.compile = defaults.compile if args.compile is None else args.compile
     base_argv = accelerator + ["--batch_size", str(args.batch_size), "--precision", precision]
     info = machine()
     print(info)
@@ -194,7 +193,7 @@ def main() -> None:
     step_text = ""
     if not args.skip_step:
         print(f"training step alone, batch {args.batch_size} ({2 * args.batch_size} crops):")
-        step_text, _ = step_table(load_config(base_argv), device, args)
+        step_text, _ = step_table(base_argv, device, args)
     with tempfile.TemporaryDirectory(prefix="clmr-bench-pretraining-") as tmp:
         make_clips(Path(tmp), args.clips, mp3=0)
         dataset = Clips(Path(tmp))

@@ -149,3 +149,15 @@ def test_auto_precision_on_gpus_follows_native_bf16_support(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert resolve_precision(config(precision="auto", gpus=1)) == "bf16-mixed"
     assert resolve_precision(config(precision="16-mixed", gpus=1)) == "16-mixed"
+
+
+def test_compile_compiles_the_encoder_in_place_and_keeps_the_checkpoint_keys():
+    from clmr.models import SampleCNN
+    from clmr.modules import ContrastiveLearning
+
+    eager = ContrastiveLearning(config(compile=0), SampleCNN())
+    compiled = ContrastiveLearning(config(compile=1), SampleCNN())
+    assert compiled.model.encoder._compiled_call_impl is not None  # compiled on its first call
+    assert eager.model.encoder._compiled_call_impl is None
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    assert any(key.startswith("model.encoder.sequential.") for key in compiled.state_dict())

@@ -26,6 +26,8 @@ class ContrastiveLearning(LightningModule):
         super().__init__()
         self.save_hyperparameters(vars(cfg))
         self.model = SimCLR(encoder, self.hparams.projection_dim, n_features=encoder.fc.in_features)
+        if self.hparams.get("compile"):
+            encoder.compile()  # in place, on first call: the state-dict keys stay `model.encoder.*`
         self.criterion = NTXentLoss(self.hparams.temperature)
         self.augment = augment
 
