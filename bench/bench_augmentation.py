@@ -40,7 +40,9 @@ NOTE = """CLMR's augmentation chain (`clmr/augmentations`) on 59,049-sample crop
 probabilities. Per example: the chain on one crop at a time, as in DataLoader workers (`augment_on: workers`);
 batched: one call on a batch, as after the transfer to the training device (`augment_on: device`). Targets:
 batched >= 200 views/s, per example no slower than the original torchaudio-augmentations + sox stack
-(68 views/s, i.e. 14.7 ms per view; its PitchShift took 15.6 ms and its Reverb 6.6 ms per crop)."""
+(68 views/s, i.e. 14.7 ms per view; its PitchShift took 15.6 ms and its Reverb 6.6 ms per crop).
+PitchShift is a batched phase vocoder with a ratio per example (whole cents, no grouping); Reverb is one
+FFT convolution with a synthetic tail shaped like sox's freeverb (see `clmr/augmentations/functional.py`)."""
 # The original stack (torchaudio-augmentations 0.2.4 with sox), on the same kind of machine, ms per crop at p=1.
 ORIGINAL = {"PitchShift": 15.6, "Reverb": 6.6}
 
@@ -80,6 +82,13 @@ def chain_rows(chain, crops: torch.Tensor, time_it, batch: int, views: int = 30)
     return rows
 
 
+def summary(rows: list[list[object]]) -> str:
+    """One sentence: the medians against the targets."""
+    per_example, batched = rows[0][1], rows[-1][1]
+    return (f"Medians: batched {batched:.0f} views/s ({batched / 68:.1f}x the original stack, target 200); "
+            f"per example {1e3 / per_example:.1f} ms per view ({per_example / 68:.1f}x as fast as the original's 14.7 ms).")
+
+
 def transform_rows(transforms, crops: torch.Tensor, time_it, batch: int) -> list[list[object]]:
     """ms per crop of each transform applied to every example, per example and batched: median (best)."""
     rows = []
@@ -112,11 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     chain = build_augmentation_chain(cfg).to(device)
     crops = 0.1 * torch.randn(max(args.batch, 64), 1, CROP, device=device)
     with torch.no_grad():
-        chain_table = table(
-            ["chain, CLMR probabilities", "views/s (median)", "views/s (best)", "ms per view (median)",
-             "original CLMR stack"],
-            chain_rows(chain, crops, time_it, args.batch),
-        )
+        rows = chain_rows(chain, crops, time_it, args.batch)
+        chain_table = table(["chain, CLMR probabilities", "views/s (median)", "views/s (best)",
+                             "ms per view (median)", "original CLMR stack"], rows)
         transforms = [PolarityInversion(), Noise(), Gain(), HighLowPass(SAMPLE_RATE), Delay(SAMPLE_RATE),
                       PitchShift(CROP, SAMPLE_RATE), Reverb(SAMPLE_RATE)]
         transform_table = table(
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python bench/bench_augmentation.py " + " ".join(sys.argv[1:] if argv is None else argv)
     load = "%.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else "?"
     body = (f"{NOTE}\n\n{header}; load average {load} at the end\n\n`{command.strip()}`, device {device}\n\n"
-            f"{chain_table}\n\n{transform_table}\n")
+            f"{chain_table}\n\n{transform_table}\n\n{summary(rows)}\n")
     print(body)
     if args.record:
         record("Augmentation", body)
