@@ -315,6 +315,14 @@ def test_build_augmentation_chain_uses_the_configured_probabilities():
     assert cropping(torch.randn(2, 1, 6000)).shape == (2, 1, 4096)
 
 
+def test_chain_is_an_ordinary_module_with_nothing_in_its_state_dict():
+    chain = build_augmentation_chain(cfg())
+    visited = []
+    chain.apply(visited.append)  # nn.Module.apply walks every submodule
+    assert len(visited) > 7
+    assert chain.state_dict() == {}  # nothing lands in training checkpoints
+
+
 @pytest.mark.parametrize("shape", [(1, 4096), (3, 1, 4096), (2, 2, 4096)])
 def test_chain_keeps_shape_and_dtype(shape):
     chain = build_augmentation_chain(cfg(**{k: 1.0 for k in vars(cfg()) if k.startswith("transforms_")}))

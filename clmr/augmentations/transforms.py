@@ -58,7 +58,10 @@ def _uniform(low: float, high: float, n: int, device) -> torch.Tensor:
 
 
 class RandomTransform(nn.Module):
-    """Base class: ``sample_params`` draws per-example parameters, ``apply`` is deterministic."""
+    """Base class: ``sample_params`` draws per-example parameters, ``apply_params`` is deterministic.
+
+    (Not ``apply``: that is nn.Module.apply, which walks the submodules.)
+    """
 
     def __init__(self):
         super().__init__()
@@ -68,7 +71,7 @@ class RandomTransform(nn.Module):
         """Random parameters for the (batch, channels, time) input x."""
         return {}
 
-    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+    def apply_params(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +79,7 @@ class RandomTransform(nn.Module):
         params = self.sample_params(batch)
         # Keep the per-example parameters, not the noise signals.
         self.last_params = {k: v for k, v in params.items() if v.dim() <= 1}
-        return _like_input(self.apply(batch, params), x)
+        return _like_input(self.apply_params(batch, params), x)
 
 
 class RandomResizedCrop(RandomTransform):
@@ -93,7 +96,7 @@ class RandomResizedCrop(RandomTransform):
         start = torch.randint(0, length - self.n_samples + 1, (x.shape[0],), device=x.device)
         return {"start": start}
 
-    def apply(self, x, params):
+    def apply_params(self, x, params):
         return F.random_crop(x, params["start"], self.n_samples)
 
     def extra_repr(self):
@@ -103,7 +106,7 @@ class RandomResizedCrop(RandomTransform):
 class PolarityInversion(RandomTransform):
     """Flip the sign of the waveform (deterministic; wrap in RandomApply)."""
 
-    def apply(self, x, params):
+    def apply_params(self, x, params):
         return F.invert_polarity(x)
 
 
@@ -124,7 +127,7 @@ class Noise(RandomTransform):
         ratio = _uniform(self.min_snr, self.max_snr, x.shape[0], x.device)
         return {"noise_ratio": ratio, "noise": torch.randn_like(x)}
 
-    def apply(self, x, params):
+    def apply_params(self, x, params):
         return F.add_noise(x, params["noise"], params["noise_ratio"])
 
     def extra_repr(self):
@@ -147,7 +150,7 @@ class Gain(RandomTransform):
     def sample_params(self, x):
         return {"gain_db": _uniform(self.min_gain, self.max_gain, x.shape[0], x.device)}
 
-    def apply(self, x, params):
+    def apply_params(self, x, params):
         return F.gain(x, params["gain_db"])
 
     def extra_repr(self):
@@ -187,7 +190,7 @@ class HighLowPass(RandomTransform):
         )
         return {"highpass": highpass, "cutoff_hz": cutoff}
 
-    def apply(self, x, params):
+    def apply_params(self, x, params):
         return F.high_low_pass(x, self.sample_rate, params["cutoff_hz"], params["highpass"])
 
     def extra_repr(self):
@@ -223,7 +226,7 @@ class Delay(RandomTransform):
         offset = torch.floor(delay_ms.double() * (self.sample_rate / 1000)).long()
         return {"delay_ms": delay_ms, "offset": offset}
 
-    def apply(self, x, params):
+    def apply_params(self, x, params):
         return F.delay(x, params["offset"], self.volume_factor)
 
     def extra_repr(self):
@@ -260,7 +263,7 @@ class PitchShift(RandomTransform):
         cents = torch.randint(low, high + 1, (x.shape[0],), device=x.device)
         return {"cents": cents}
 
-    def apply(self, x, params):
+    def apply_params(self, x, params):
         return F.pitch_shift(x, params["cents"] / 100, self.n_fft, self.hop_length)
 
     def extra_repr(self):
@@ -304,7 +307,7 @@ class Reverb(RandomTransform):
         params["noise"] = torch.randn(n, x.shape[-1], device=x.device, dtype=x.dtype)
         return params
 
-    def apply(self, x, params):
+    def apply_params(self, x, params):
         return F.reverb(
             x, self.sample_rate, params["reverberance"], params["damping"], params["room_size"], params["noise"]
         )
