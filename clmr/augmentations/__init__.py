@@ -1,7 +1,7 @@
 """CLMR's audio augmentation chain: pure batched ops in ``functional``, random modules in ``transforms``.
 
->>> chain = build_augmentation_chain(cfg)      # cfg: argparse.Namespace from the YAML config
->>> views = chain(crops)                       # (batch, 1, audio_length) -> same shape
+    chain = build_augmentation_chain(cfg)   # cfg: the argparse.Namespace of the YAML config
+    views = chain(crops)                    # (batch, 1, audio_length) -> same shape, each example its own draws
 """
 
 from torch import nn
