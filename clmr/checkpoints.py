@@ -103,11 +103,12 @@ def read_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint_path") ->
                 opaque.append((Opaque, name))
                 continue
             named = _GLOBAL.search(str(err))
-            if named or "Weights only load failed" in str(err):
-                what = f"a Python object ({named.group(1)})" if named else "Python objects"
-                raise CheckpointError(f"{flag} {path}: refusing to load: the file holds {what} that could "
-                                      f"run code; weights_only=True reads tensors and plain values only") from None
-            raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint ({_first_line(err)})") from None
+            if named:
+                raise CheckpointError(f"{flag} {path}: refusing to load: the file holds a Python object "
+                                      f"({named.group(1)}) that could run code; weights_only=True reads tensors "
+                                      f"and plain values only") from None
+            raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint (it does not unpickle as tensors "
+                                  f"and plain values)") from None
         except (RuntimeError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError,
                 zipfile.BadZipFile, OSError) as err:
             raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint ({_first_line(err)})") from None
