@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from pytorch_lightning import Callback
 
 from _common import command, machine, record, table
 from bench_loading import Clips, make_clips
@@ -35,10 +36,11 @@ from clmr.datasets.loading import crop_loader
 from clmr.models import SampleCNN
 from clmr.modules import ContrastiveLearning
 from clmr.modules.optimizers import build_optimizer
-from clmr.trainer import resolve_precision
+from clmr.trainer import build_trainer, native_bf16, resolve_precision
 
 ORIGINAL_PAIRS_PER_S = 3.84  # the original CLMR stack on this kind of machine, batch 16 (see docs/PERFORMANCE.md)
 ORIGINAL_STEP_S = 3.9        # its forward + backward of SampleCNN on 32 crops
+TARGET_SPEEDUP, TARGET_WAIT = 1.3, 0.10  # at least 1.3x the original's pairs/s, under 10% of the step waiting
 
 
 def autocast(precision: str, device: torch.device):
@@ -136,10 +138,40 @@ def end_to_end(cfg, device, dataset, args) -> dict:
             steps.append(done - augmented)
             totals.append(done - began)
     del batches, loader
-    total = sum(totals)
-    return {"pairs_per_s": cfg.batch_size * len(totals) / total, "step": statistics.median(totals),
-            "wait": sum(waits) / total, "augment": sum(augments) / total, "train": sum(steps) / total,
-            "wait_max": max(waits)}
+    total, step = sum(totals), statistics.median(totals)
+    return {"pairs_per_s": cfg.batch_size / step, "step": step, "wait": sum(waits) / total,
+            "augment": sum(augments) / total, "train": sum(steps) / total, "wait_max": max(waits)}
+
+
+class StepTimer(Callback):
+    """When each training batch starts (fetched, moved, augmented) and ends (after the optimizer step)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.starts, self.ends = device, [], []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        sync(self.device)
+        self.starts.append(time.perf_counter())
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        sync(self.device)
+        self.ends.append(time.perf_counter())
+
+
+def through_lightning(cfg, device, dataset, args, log_dir: str) -> dict:
+    """main.py's path: the Lightning Trainer from build_trainer fitting ContrastiveLearning on crop_loader."""
+    torch.manual_seed(0)
+    chain = build_augmentation_chain(cfg)
+    module = ContrastiveLearning(cfg, SampleCNN(out_dim=50), augment=chain if cfg.augment_on == "device" else None)
+    loader = crop_loader(dataset, cfg, train=True, n_views=2, transform=chain if cfg.augment_on == "workers" else None)
+    timer = StepTimer(device)
+    cfg.log_dir, cfg.max_steps, cfg.limit_val_batches = log_dir, args.warmup + args.steps, 0
+    trainer = build_trainer(cfg, "pretrain", [timer], enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(module, loader)
+    starts, ends, previous = timer.starts[args.warmup:], timer.ends[args.warmup:], timer.ends[args.warmup - 1:]
+    step = statistics.median(end - before for before, end in zip(previous, ends))
+    between = sum(start - before for start, before in zip(starts, previous))
+    return {"pairs_per_s": cfg.batch_size / step, "step": step, "between": between / (ends[-1] - previous[0])}
 
 
 def e2e_table(base_argv, device, dataset, args) -> tuple[str, list]:
@@ -153,8 +185,29 @@ def e2e_table(base_argv, device, dataset, args) -> tuple[str, list]:
                      f"{r['step']:.2f}", f"{r['wait']:.1%}", f"{r['augment']:.1%}", f"{r['train']:.1%}"])
         print(f"  augment_on {augment_on:7s} workers {workers}: {r['pairs_per_s']:.2f} pairs/s, "
               f"wait {r['wait']:.1%}, augment {r['augment']:.1%}, fwd+bwd+Adam {r['train']:.1%}", flush=True)
-    return table(["augment_on", "workers", "pairs/s", "vs original 3.84", "s/step (median)", "waiting for data",
-                  "augmenting on device", "fwd+bwd+Adam"], rows), results
+    text = table(["augment_on", "workers", "pairs/s", "vs original 3.84", "s/step", "waiting for data",
+                  "augmenting on device", "fwd+bwd+Adam"], rows)
+    defaults = load_config([])
+    default_rows = [r for a, w, r in results if (a, w) == (defaults.augment_on, max(defaults.workers, 0))]
+    if default_rows:
+        r = default_rows[0]
+        met = r["pairs_per_s"] >= TARGET_SPEEDUP * ORIGINAL_PAIRS_PER_S and r["wait"] < TARGET_WAIT
+        text += (f"\n\nTarget (config defaults, augment_on {defaults.augment_on}, workers {defaults.workers}): at least "
+                 f"{TARGET_SPEEDUP}x the original's pairs/s ({TARGET_SPEEDUP * ORIGINAL_PAIRS_PER_S:.2f}) with under "
+                 f"{TARGET_WAIT:.0%} of the time waiting for data: **{'met' if met else 'not met'}** "
+                 f"({r['pairs_per_s'] / ORIGINAL_PAIRS_PER_S:.2f}x, {r['wait']:.1%} waiting).")
+    if args.lightning:
+        cfg = load_config(base_argv + ["--compile", str(args.compile)])
+        with tempfile.TemporaryDirectory(prefix="clmr-bench-runs-") as log_dir:
+            r = through_lightning(cfg, device, dataset, args, log_dir)
+        print(f"  main.py's Trainer (augment_on {cfg.augment_on}, workers {cfg.workers}): {r['pairs_per_s']:.2f} "
+              f"pairs/s, between steps (data and augmentation) {r['between']:.1%}", flush=True)
+        text += (f"\n\nThrough main.py's path (the Lightning Trainer of `build_trainer` fitting `ContrastiveLearning`, "
+                 f"config defaults: augment_on {cfg.augment_on}, workers {cfg.workers}): "
+                 f"**{r['pairs_per_s']:.2f} pairs/s** ({r['pairs_per_s'] / ORIGINAL_PAIRS_PER_S:.2f}x the original), "
+                 f"step {r['step']:.2f} s, {r['between']:.1%} of the time between one step's end and the "
+                 f"next one's start (fetching the batch and augmenting it on the device).")
+    return text, results
 
 
 def parse_e2e(text: str) -> list[tuple[str, int]]:
@@ -175,6 +228,8 @@ def main() -> None:
                         help="end-to-end configurations, augment_on:workers, comma-separated")
     parser.add_argument("--clips", type=int, default=128, help="30 s wav clips to train on")
     parser.add_argument("--skip_step", action="store_true", help="skip part 1")
+    parser.add_argument("--no-lightning", dest="lightning", action="store_false",
+                        help="skip the run through the Lightning Trainer (config defaults)")
     parser.add_argument("--skip_compile", action="store_true", help="part 1 without torch.compile")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--record", action="store_true", help="rewrite `## Pre-training` of docs/PERFORMANCE.md")
@@ -190,10 +245,10 @@ def main() -> None:
     info = machine()
     print(info)
 
-    step_text = ""
+    step_text, steps = "", {}
     if not args.skip_step:
         print(f"training step alone, batch {args.batch_size} ({2 * args.batch_size} crops):")
-        step_text, _ = step_table(base_argv, device, args)
+        step_text, steps = step_table(base_argv, device, args)
     with tempfile.TemporaryDirectory(prefix="clmr-bench-pretraining-") as tmp:
         make_clips(Path(tmp), args.clips, mp3=0)
         dataset = Clips(Path(tmp))
@@ -208,9 +263,19 @@ def main() -> None:
         text += (f"Training step alone (SampleCNN + projector + NT-Xent + Adam, batch {args.batch_size}, random "
                  f"crops in memory; median of {args.step_repeat} steps after the first; CPU s is the process's CPU "
                  f"time, about threads x s/step when nothing else runs):\n\n{step_text}\n\n")
+    if ("32-true", False) in steps and ("bf16-mixed", False) in steps:
+        fp32, bf16 = steps[("32-true", False)]["step"], steps[("bf16-mixed", False)]["step"]
+        text += f"bf16-mixed steps are {fp32 / bf16:.2f}x as fast as fp32 here"
+        if ("32-true", True) in steps:
+            text += (f"; compiling the encoder speeds fp32 up {fp32 / steps[('32-true', True)]['step']:.2f}x and "
+                     f"bf16 {bf16 / steps[('bf16-mixed', True)]['step']:.2f}x")
+        native = "computes bf16 natively" if native_bf16(defaults) else "does not compute bf16 natively"
+        text += (f". Hence the defaults `precision: auto` (bf16-mixed where the device computes bf16 natively, else "
+                 f"32-true; this one {native}) and `compile: 0`.\n\n")
     text += (f"End to end ({args.clips} wav clips of 30 s, batch {args.batch_size}, precision {precision}, "
-             f"compile {args.compile}, {args.steps} steps after {args.warmup} warm-up steps; shares of the "
-             f"total time):\n\n{e2e_text}\n")
+             f"compile {args.compile}, {args.steps} steps after {args.warmup} warm-up steps; pairs/s from the median "
+             f"step, from the end of one optimizer step to the end of the next, data included; the shares are of "
+             f"the total time of all steps):\n\n{e2e_text}\n\nLoad average at the end: {os.getloadavg()[0]:.1f}.\n")
     print()
     print(text)
     if args.record:
