@@ -19,25 +19,9 @@ from clmr.datasets.synthetic import TAGS
 from clmr.export import music_like
 from clmr.inference import (chunk_audio, chunk_starts, embed_files, encode_files, get_scene_embeddings,
                             get_timestamp_embeddings, load_model, predict_files)
-from clmr.models import SampleCNN
+from encoders import calibrated_encoder
 
 L, SR = 59049, 22050
-
-
-def calibrated_encoder(seed: int = 0) -> SampleCNN:
-    """Known random weights with an input-dependent output: He-initialised convolutions, BatchNorm statistics
-    measured on music-like audio and noise (the default initialisation maps all inputs to nearly one vector)."""
-    torch.manual_seed(seed)
-    encoder = SampleCNN(out_dim=50)
-    for m in encoder.modules():
-        if isinstance(m, nn.Conv1d):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-        if isinstance(m, nn.BatchNorm1d):
-            m.momentum = None
-    music = [torch.from_numpy(music_like(L, SR, seed + k)) for k in range(4)]
-    with torch.no_grad():
-        encoder.train()(torch.stack(music + [0.1 * torch.randn(L) for _ in range(4)])[:, None])
-    return encoder.eval()
 
 
 @pytest.fixture(scope="module")
