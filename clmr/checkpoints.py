@@ -10,7 +10,8 @@ Encoder checkpoints (`load_encoder`), recognised by their state-dict keys:
 
 Only the convolutional trunk (`sequential.*`) is read: the projector, the supervised `fc` and the
 pre-training `out_dim` do not matter to the 512-d representation. Files are always read with
-`torch.load(weights_only=True)`, so a downloaded checkpoint cannot run code.
+`torch.load(weights_only=True)`, so a downloaded checkpoint cannot run code, and weights holding NaN or Inf
+are refused. `training_checkpoint` checks a checkpoint that main.py is to continue training from.
 """
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ class Opaque:
 # Globals that may stand in as `Opaque`: bookkeeping of training libraries, never weights.
 OPAQUE_PREFIXES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "argparse.Namespace", "omegaconf.")
 MAX_OPAQUE = 32
+ZIP_MAGIC = b"PK\x03\x04"  # how every file of torch.save begins
 _UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
@@ -91,6 +93,13 @@ def read_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint_path") ->
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{flag} {path}: file not found")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(ZIP_MAGIC))
+    except OSError as err:
+        raise CheckpointError(f"{flag} {path}: cannot read it ({err.strerror})") from None
+    if not head:
+        raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint (an empty file, 0 bytes)")
     opaque: list[tuple[type, str]] = []
     while True:
         try:
@@ -111,6 +120,9 @@ def read_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint_path") ->
                                   f"and plain values)") from None
         except (RuntimeError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError,
                 zipfile.BadZipFile, OSError) as err:
+            if head == ZIP_MAGIC:  # torch.save writes a zip archive: this one is cut short or damaged
+                raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint (truncated or damaged: the zip "
+                                      f"archive torch.save writes does not read)") from None
             raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint ({_first_line(err)})") from None
 
 
@@ -173,19 +185,40 @@ def random_encoder(seed: int) -> SampleCNN:
     return _frozen(encoder)
 
 
-def first_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str | None:
-    """The first key (in the model's order) that is missing, unexpected or of another shape, described."""
+def first_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], model: str = "SampleCNN",
+                   strict: bool = False) -> str | None:
+    """The first key (in the model's order) that is missing, unexpected or of another shape, described.
+
+    Unless `strict`, a missing `num_batches_tracked` (written only by newer PyTorch, not needed for inference) is fine.
+    """
     for key, value in expected.items():
         if key not in found:
-            if key.endswith("num_batches_tracked"):
-                continue  # written only by newer PyTorch; not needed for inference
+            if key.endswith("num_batches_tracked") and not strict:
+                continue
             return f"{key} is missing"
+        if not isinstance(found[key], torch.Tensor):
+            return f"{key} is a {type(found[key]).__name__}, not a tensor"
         if tuple(found[key].shape) != tuple(value.shape):
             return f"{key} has shape {tuple(found[key].shape)}, expected {tuple(value.shape)}"
     for key in found:
         if key not in expected:
-            return f"{key} is not in SampleCNN"
+            return f"{key} is not in {model}"
     return None
+
+
+def first_non_finite(state: dict[str, Any]) -> str | None:
+    """The first floating-point tensor of a state dict holding NaN or Inf, by key; None if all are finite."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return key
+    return None
+
+
+def _require_finite(weights: dict[str, Any], path: str | os.PathLike, flag: str, what: str) -> None:
+    bad = first_non_finite(weights)
+    if bad:
+        raise CheckpointError(f"{flag} {path}: the {what} weights hold NaN or Inf ({bad}): the training that wrote "
+                              f"it diverged; use an earlier checkpoint")
 
 
 def load_encoder(path: str | os.PathLike, seed: int = 0) -> SampleCNN:
@@ -206,6 +239,7 @@ def load_encoder(path: str | os.PathLike, seed: int = 0) -> SampleCNN:
     if mismatch:
         raise CheckpointError(f"--checkpoint_path {path} ({fmt} format): not the SampleCNN architecture: "
                               f"{mismatch}")
+    _require_finite(weights, path, "--checkpoint_path", "encoder")
     encoder.load_state_dict(weights, strict=False)
     encoder.checkpoint_format = fmt
     encoder.checkpoint_hparams = hparams
@@ -230,5 +264,67 @@ def head_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     head = {k: v for k, v in head.items() if k.split(".")[0].isdigit()}  # not model.encoder.* of a pre-training ckpt
     if not head:
         raise CheckpointError(f"{flag} {path}: no probe-head weights (expected keys model.0.weight or 0.weight; "
-                              f"found {', '.join(list(state)[:3])}{', ...' if len(state) > 3 else ''})")
+                              f"found {_some_keys(state)})")
+    _require_finite(head, path, flag, "probe-head")
     return head
+
+
+def _some_keys(state: dict, n: int = 3) -> str:
+    keys = [str(k) for k in state]
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") if keys else "none"
+
+
+# -- training checkpoints (main.py --checkpoint_path, --resume 1) --------------------------------
+KINDS = {  # what main.py's stages write, told apart by their state-dict keys
+    "pretrain": ("a pre-training checkpoint", "model.encoder.*, model.projector.*"),
+    "supervised": ("a supervised-baseline checkpoint", "model.sequential.*, model.fc.*"),
+    "linear": ("a probe-head checkpoint of linear_evaluation.py", "model.0.*"),
+}
+TRAINING_STATE = ("optimizer_states", "epoch", "global_step")  # what Lightning needs to continue training
+
+
+def checkpoint_kind(state: dict[str, Any]) -> str | None:
+    """Which stage wrote a Lightning state dict (a key of KINDS), or None for none of ours."""
+    for kind, prefix in (("pretrain", "model.encoder."), ("supervised", "model.sequential."), ("linear", "model.0.")):
+        if any(str(k).startswith(prefix) for k in state):
+            return kind
+    return None
+
+
+def training_checkpoint(path: str | os.PathLike, expected: dict[str, torch.Tensor], stage: str,
+                        optimizer: str | None = None, flag: str = "--checkpoint_path") -> dict[str, Any]:
+    """A checkpoint that main.py's `stage` can continue training from, checked before Lightning restores it.
+
+    `expected` is the state dict of the module to be trained. Refused, each in one line: what is not a
+    checkpoint (empty, truncated, code), a bare state dict or a weights-only file, another stage's checkpoint,
+    another architecture or configuration (the first mismatched key), NaN or Inf weights, another optimiser.
+    """
+    obj = read_checkpoint(path, flag)
+    what, keys = KINDS[stage]
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{flag} {path}: not a training checkpoint (a {type(obj).__name__}; expected "
+                              f"{what} written by main.py)")
+    state = _state_dict(obj, "state_dict")
+    if state is None:
+        bare = _state_dict(obj, None) and all(isinstance(v, torch.Tensor) for v in obj.values())
+        found = f"a bare state dict (keys {_some_keys(obj)})" if bare else f"no state_dict (keys {_some_keys(obj)})"
+        raise CheckpointError(f"{flag} {path}: {found}, not a training checkpoint: main.py continues {what} "
+                              f"(keys {keys}) with its optimiser state and progress")
+    kind = checkpoint_kind(state)
+    if kind != stage:
+        found = KINDS[kind][0] if kind else f"not a checkpoint of main.py (keys {_some_keys(state)})"
+        raise CheckpointError(f"{flag} {path}: {found}; {'--supervised 1' if stage == 'supervised' else 'pre-training'}"
+                              f" continues {what} (keys {keys})")
+    mismatch = first_mismatch(expected, state, model="this run's model", strict=True)
+    if mismatch:
+        raise CheckpointError(f"{flag} {path}: another architecture or configuration than this run's: {mismatch}")
+    missing = [k for k in TRAINING_STATE if k not in obj]
+    if missing:
+        raise CheckpointError(f"{flag} {path}: weights without {', '.join(missing)}: not a checkpoint to continue "
+                              f"training from (linear_evaluation.py, predict.py and export.py read it)")
+    _require_finite(state, path, flag, "model")
+    trained_with = _hparams(obj).get("optimizer")
+    if optimizer and trained_with and trained_with != optimizer:
+        raise CheckpointError(f"{flag} {path}: trained with --optimizer {trained_with}; continue it with the same "
+                              f"optimiser (this run has --optimizer {optimizer})")
+    return obj

@@ -230,3 +230,53 @@ def test_read_checkpoint_and_sha256(tmp_path):
     torch.save({"a": torch.arange(3)}, tmp_path / "a.pt")
     assert torch.equal(read_checkpoint(tmp_path / "a.pt")["a"], torch.arange(3))
     assert file_sha256(tmp_path / "a.pt") == hashlib.sha256((tmp_path / "a.pt").read_bytes()).hexdigest()
+
+
+def test_read_checkpoint_stays_weights_only_when_the_environment_forces_full_loads(tmp_path, monkeypatch):
+    """torch 2.14 lets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turn off weights_only only where the caller did not ask."""
+    payload = _Payload()
+    payload.marker = tmp_path / "pwned"
+    torch.save({"state_dict": {}, "x": payload}, tmp_path / "evil.ckpt")
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(CheckpointError, match="refusing to load.*could run code"):
+        read_checkpoint(tmp_path / "evil.ckpt")
+    assert not payload.marker.exists()
+
+
+def test_a_truncated_checkpoint_is_said_to_be_truncated(known, tmp_path):
+    torch.save({"state_dict": trunk(known[0], "model.encoder.")}, tmp_path / "whole.ckpt")
+    data = (tmp_path / "whole.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.ckpt: not a PyTorch checkpoint \\(truncated or damaged"):
+        read_checkpoint(tmp_path / "cut.ckpt")
+
+
+def test_an_encoder_with_nan_weights_is_refused_naming_the_weight(known, tmp_path):
+    state = trunk(known[0], "model.encoder.")
+    state["model.encoder.sequential.3.0.weight"][0, 0, 0] = float("nan")
+    torch.save({"state_dict": state}, tmp_path / "diverged.ckpt")
+    with pytest.raises(CheckpointError, match=r"diverged.ckpt: the encoder weights hold NaN or Inf "
+                                              r"\(sequential\.3\.0\.weight\)"):
+        load_encoder(tmp_path / "diverged.ckpt")
+
+
+def test_a_probe_head_with_infinite_weights_is_refused(tmp_path):
+    head = build_head(512, 11, mlp=False).state_dict()
+    head["0.bias"][3] = float("inf")
+    torch.save(head, tmp_path / "head.pt")
+    with pytest.raises(CheckpointError, match=r"--finetuner_checkpoint_path .*head.pt: the probe-head weights hold "
+                                              r"NaN or Inf \(0\.bias\)"):
+        head_state_dict(tmp_path / "head.pt")
+
+
+def test_a_training_checkpoint_of_the_same_model_is_accepted_for_resuming(known, tmp_path):
+    from clmr.checkpoints import training_checkpoint
+    from clmr.modules import ContrastiveLearning
+
+    cfg = load_config(["--log_dir", str(tmp_path / "runs")])
+    module = ContrastiveLearning(cfg, copy.deepcopy(known[0]))
+    lightning_checkpoint(module, tmp_path / "last.ckpt", cfg)
+    checkpoint = training_checkpoint(tmp_path / "last.ckpt", module.state_dict(), "pretrain", "Adam")
+    assert checkpoint["state_dict"].keys() == module.state_dict().keys()
+    with pytest.raises(CheckpointError, match="a pre-training checkpoint; --supervised 1 continues"):
+        training_checkpoint(tmp_path / "last.ckpt", module.state_dict(), "supervised")
