@@ -14,8 +14,10 @@ $(STAMP): requirements.txt setup.py
 
 install: $(STAMP)
 
+# An existing demo run is continued (--resume 1): an interrupted demo picks up where it stopped, a finished one
+# goes straight to the probe; `make clean` starts it afresh. Each line must succeed for the next to run.
 demo: $(STAMP)
-	$(PY) main.py --config config/demo.yaml
+	$(PY) main.py --config config/demo.yaml $$(test -f runs/demo/checkpoints/last.ckpt && echo --resume 1)
 	$(PY) linear_evaluation.py --config config/demo.yaml --run_name demo_linear \
 		--checkpoint_path runs/demo/checkpoints/last.ckpt --compare_random 1
 

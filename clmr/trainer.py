@@ -1,4 +1,5 @@
-"""The Lightning Trainer from the config: hardware flags, TensorBoard logger, atomic checkpoints, resume."""
+"""The Lightning Trainer from the config: hardware flags, TensorBoard logger, checkpoints (written atomically,
+read weights-only), last.ckpt and best.ckpt, and the stops on SIGTERM and on a non-finite loss."""
 from __future__ import annotations
 
 import os
@@ -7,21 +8,68 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning import Callback, Trainer
-from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from clmr.atomic import atomic_path
+from clmr.checkpoints import read_checkpoint
 from clmr.config import ConfigError
+from clmr.datasets.loading import EpochLength
+from clmr.stopping import StopOnNonFiniteLoss, StopOnSignal
+
+LAST, BEST = "last.ckpt", "best.ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints are written to a temporary name and renamed into place: never half-written."""
+    """Checkpoints are written to a temporary name and renamed into place (never half-written), and read through
+    `clmr.checkpoints.read_checkpoint`: weights only, whatever the caller or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path)
+
+
+class LastCheckpoint(Checkpoint):
+    """`last.ckpt`: the state at the end of every epoch, and every `every_n_steps` training steps when that is not 0,
+    whatever the valid loss did.
+
+    Lightning's `ModelCheckpoint(monitor=..., save_last=True)` writes last.ckpt only in a step where it also writes a
+    top-k checkpoint, so once the valid loss stops improving it stays at the best epoch; this callback looks at no
+    metric. Lightning runs checkpoint callbacks after the others, so the epoch's best.ckpt, early stopping and the
+    stops of `clmr.stopping` have been decided when it writes.
+    """
+
+    def __init__(self, path: str | os.PathLike, every_n_steps: int = 0):
+        if every_n_steps < 0:
+            raise ConfigError(f"--save_every_n_steps {every_n_steps}: expected 0 (only at the end of each epoch) "
+                              f"or a positive number of training steps")
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self.saved_step: int | None = None
+
+    def _save(self, trainer: Trainer) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        trainer.save_checkpoint(self.path)
+        self.saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._save(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Training that ends inside an epoch (`--max_steps`) still leaves its final state."""
+        if trainer.global_step and self.saved_step != trainer.global_step:
+            self._save(trainer)
 
 
 def run_name(cfg: Namespace, stage: str) -> str:
@@ -31,18 +79,6 @@ def run_name(cfg: Namespace, stage: str) -> str:
 def checkpoint_dir(cfg: Namespace, stage: str) -> Path:
     """`<log_dir>/<run_name>/checkpoints`: shared by every version of a run, so that --resume finds it."""
     return Path(cfg.log_dir) / run_name(cfg, stage) / "checkpoints"
-
-
-def resume_path(cfg: Namespace, stage: str) -> str | None:
-    """The checkpoint to resume from: --checkpoint_path, or with --resume 1 the run's last.ckpt."""
-    if cfg.checkpoint_path:
-        if not Path(cfg.checkpoint_path).is_file():
-            raise FileNotFoundError(f"--checkpoint_path {cfg.checkpoint_path}: file not found")
-        return cfg.checkpoint_path
-    last = checkpoint_dir(cfg, stage) / "last.ckpt"
-    if cfg.resume and last.is_file():
-        return str(last)
-    return None
 
 
 def parse_devices(devices: str | int) -> str | int | list[int]:
@@ -113,9 +149,25 @@ def resolve_precision(cfg: Namespace, stage: str = "pretrain") -> str:
 
 
 def checkpoint_callbacks(cfg: Namespace, stage: str, monitor: str = "Valid/loss") -> list[Callback]:
-    """last.ckpt after every epoch and best.ckpt by the monitored (validation) loss."""
-    return [ModelCheckpoint(dirpath=checkpoint_dir(cfg, stage), filename="best", monitor=monitor, mode="min",
-                            save_top_k=1, save_last=True, enable_version_counter=False)]
+    """best.ckpt by the monitored (validation) loss, first (it is the Trainer's `checkpoint_callback`), and
+    last.ckpt after every epoch (and every --save_every_n_steps steps of an encoder stage)."""
+    every = cfg.save_every_n_steps if stage in ENCODER_STAGES else 0
+    folder = checkpoint_dir(cfg, stage)
+    return [ModelCheckpoint(dirpath=folder, filename=Path(BEST).stem, monitor=monitor, mode="min", save_top_k=1,
+                            enable_version_counter=False),
+            LastCheckpoint(folder / LAST, every_n_steps=every)]
+
+
+RESUME_HINTS = {"linear": "run the command again (the cached representations are kept; the head is retrained)"}
+
+
+def training_guards(cfg: Namespace, stage: str) -> list[Callback]:
+    """The stops of `clmr.stopping` (on SIGTERM after a checkpoint of the step, on a non-finite loss), and what
+    keeps the training loader's position right in every checkpoint."""
+    last = checkpoint_dir(cfg, stage) / LAST
+    return [StopOnNonFiniteLoss(stage, last),
+            StopOnSignal(last, RESUME_HINTS.get(stage, "continue with the same command and --resume 1")),
+            EpochLength()]
 
 
 def early_stopping(cfg: Namespace, monitor: str = "Valid/loss") -> Callback:
@@ -139,7 +191,8 @@ def build_trainer(cfg: Namespace, stage: str, callbacks: list[Callback] = (), ma
         deterministic=bool(cfg.deterministic),
         sync_batchnorm=use_sync_batchnorm(cfg, hw),
         logger=TensorBoardLogger(save_dir=cfg.log_dir, name=run_name(cfg, stage), default_hp_metric=False),
-        callbacks=[LearningRateMonitor(logging_interval="step"), *callbacks],
+        default_root_dir=Path(cfg.log_dir) / run_name(cfg, stage),  # where Lightning would look for hpc_ckpt_*.ckpt
+        callbacks=[LearningRateMonitor(logging_interval="step"), *training_guards(cfg, stage), *callbacks],
         plugins=[AtomicCheckpointIO()],
         enable_model_summary=False,
     )

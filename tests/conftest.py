@@ -90,3 +90,22 @@ def assert_finite_json(value) -> None:
     elif isinstance(value, (list, tuple)):
         for item in value:
             assert_finite_json(item)
+
+
+# -- main.py's tiny runs (tests/test_main.py, the checkpoint cases of tests/test_hostile_inputs.py) -------------
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """One dataset folder for every tiny run: the synthetic dataset is generated on first use, then shared."""
+    return tmp_path_factory.mktemp("tiny_data")
+
+
+@pytest.fixture
+def tiny_main(tmp_path, tiny_data):
+    """`tiny_main(*extra)`: main.py's flags for a tiny run (24 tracks of 3 s, batch 4, 2 batches an epoch, one
+    valid batch, 1 epoch) logging to tmp_path/runs as run `tiny`; later flags override earlier ones."""
+    def flags(*extra: str) -> list[str]:
+        return ["--dataset", "synthetic", "--dataset_dir", str(tiny_data), "--log_dir", str(tmp_path / "runs"),
+                "--synthetic_tracks", "24", "--synthetic_duration", "3.0", "--batch_size", "4", "--max_epochs", "1",
+                "--limit_train_batches", "2", "--limit_val_batches", "1", "--log_every_n_steps", "1",
+                "--accelerator", "cpu", "--run_name", "tiny", *extra]
+    return flags

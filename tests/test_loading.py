@@ -161,3 +161,78 @@ def test_compile_compiles_the_encoder_in_place_and_keeps_the_checkpoint_keys():
     assert eager.model.encoder._compiled_call_impl is None
     assert list(compiled.state_dict()) == list(eager.state_dict())
     assert any(key.startswith("model.encoder.sequential.") for key in compiled.state_dict())
+
+
+class Indices(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.tensor([float(i)])
+
+
+
+
+@pytest.mark.parametrize("stop,limit", [("sigterm at step 8", None), ("sigterm at step 4", 4),
+                                        ("end of epoch 0", 4)])
+def test_a_resumed_run_trains_on_the_batches_the_stopped_run_had_not_reached(tmp_path, stop, limit):
+    """Lightning restores a checkpoint's step counters; the loader's position in the epoch comes back with them.
+
+    6 batches an epoch (4 with the limit), 3 epochs; stopped by SIGTERM inside an epoch, at the last batch of one
+    (before the epoch ends), or after an epoch's last.ckpt.
+    """
+    import signal
+
+    from pytorch_lightning import Callback, LightningModule, Trainer
+
+    from clmr.datasets.loading import EpochLength, EpochShuffle, ResumableBatches, ResumableLoader
+    from clmr.stopping import StopOnSignal
+    from clmr.trainer import AtomicCheckpointIO, LastCheckpoint
+
+    class Seen(LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.batches: list[list[int]] = []
+
+        def training_step(self, batch, batch_idx):
+            self.batches.append(batch.view(-1).long().tolist())
+            return (self.w * batch).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class SigtermAt(Callback):
+        def __init__(self, step: int):
+            self.step = step
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == self.step:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def loader() -> ResumableLoader:
+        data = Indices()
+        return ResumableLoader(data, batch_sampler=ResumableBatches(EpochShuffle(data, seed=3), 2, drop_last=True))
+
+    last = tmp_path / "last.ckpt"
+
+    def fit(module, callbacks=(), ckpt_path=None, max_epochs=3) -> None:
+        Trainer(max_epochs=max_epochs, limit_train_batches=limit or 1.0, accelerator="cpu", logger=False,
+                enable_checkpointing=any(isinstance(c, LastCheckpoint) for c in callbacks),
+                enable_progress_bar=False, enable_model_summary=False,
+                callbacks=[*callbacks, EpochLength()], plugins=[AtomicCheckpointIO()],
+                default_root_dir=tmp_path).fit(module, loader(), ckpt_path=ckpt_path)
+
+    whole, first, second = Seen(), Seen(), Seen()
+    fit(whole)
+    if stop.startswith("sigterm"):
+        step = int(stop.split()[-1])
+        with pytest.raises(SystemExit) as stopped:
+            fit(first, [SigtermAt(step), StopOnSignal(last, "resume")])
+        assert stopped.value.code == 128 + signal.SIGTERM
+    else:
+        step = limit
+        fit(first, [LastCheckpoint(last)], max_epochs=1)
+    fit(second, ckpt_path=last)
+    assert len(whole.batches) == 3 * (limit or 6) and first.batches == whole.batches[:step]
+    assert second.batches == whole.batches[step:]
