@@ -310,3 +310,54 @@ def test_ddp_pretraining_on_two_cpu_processes_writes_one_checkpoint_that_linear_
     x = torch.randn(2, 1, 59049)
     with torch.no_grad():
         torch.testing.assert_close(encoder(x), expected.eval()(x))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_sigterm_under_ddp_stops_every_rank_after_the_same_step_and_rank_0_writes_it(tmp_path):
+    """kill of rank 0 (the process Lightning's launcher started the other rank from): status 143, no rank left."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "runs" / "pretrain_synthetic"
+    last = run / "checkpoints" / "last.ckpt"
+    flags = ["--strategy", "ddp", "--accelerator", "cpu", "--devices", "2", "--max_epochs", "3",
+             "--limit_train_batches", "2", "--limit_val_batches", "1", "--batch_size", "2", "--save_every_n_steps", "1",
+             "--synthetic_tracks", "24", "--synthetic_duration", "3",
+             "--dataset_dir", str(tmp_path / "data"), "--log_dir", str(tmp_path / "runs")]
+    proc = subprocess.Popen([sys.executable, str(MAIN), *flags], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+        lines = [line for line in stderr.splitlines() if line.startswith("stopped by SIGTERM")]
+        assert len(lines) == 1, stderr[-3000:]  # printed by rank 0 alone
+        step = int(lines[0].split(" at step ")[1].split()[0])
+        assert torch.load(last, weights_only=True)["global_step"] == step < 6
+        for _ in range(50):  # the other rank stops at the same step, and leaves
+            if not _processes_mentioning(str(tmp_path)):
+                break
+            time.sleep(0.2)
+        assert not _processes_mentioning(str(tmp_path)), "a rank is still running"
+        assert not (run / "run.lock").exists()
+    finally:
+        for pid in _processes_mentioning(str(tmp_path)):  # a hung rank must not outlive the test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

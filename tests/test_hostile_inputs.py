@@ -44,8 +44,7 @@ CHECKPOINT_CASES = [
      ["{projection_32}", "another architecture", "model.projector.2.weight has shape (32, 512), expected (64, 512)"]),
     ("weights without training state", "main", ["--checkpoint_path", "{weights_only}"],
      ["{weights_only}", "without optimizer_states"]),
-    ("another optimiser", "main", ["--optimizer", "LARS", "--checkpoint_path", "{pretrain}"],
-     ["{pretrain}", "trained with --optimizer Adam"]),
+    ("another optimiser", "main", ["--checkpoint_path", "{lars}"], ["{lars}", "trained with --optimizer LARS"]),
     ("NaN weights to resume", "main", ["--checkpoint_path", "{nan_pretrain}"], ["{nan_pretrain}", "NaN or Inf"]),
     ("NaN encoder to probe", "linear_evaluation", ["--checkpoint_path", "{nan_pretrain}", "--log_dir", "{tmp}/runs"],
      ["--checkpoint_path {nan_pretrain}", "encoder weights hold NaN or Inf"]),
@@ -94,6 +93,8 @@ def bad_checkpoints(tmp_path_factory) -> dict[str, Path]:
                                  folder / "supervised.ckpt", cfg)
     cfg32 = load_config(["--log_dir", str(folder / "runs"), "--accelerator", "cpu", "--projection_dim", "32"])
     files["projection_32"] = _saved(ContrastiveLearning(cfg32, SampleCNN(out_dim=11)), folder / "p32.ckpt", cfg32)
+    lars = load_config(["--log_dir", str(folder / "runs"), "--accelerator", "cpu", "--optimizer", "LARS"])
+    files["lars"] = _saved(ContrastiveLearning(lars, SampleCNN(out_dim=11)), folder / "lars.ckpt", lars)
     files["empty"] = folder / "empty.ckpt"
     files["empty"].write_bytes(b"")
     files["text"] = folder / "notes.ckpt"
