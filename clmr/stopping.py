@@ -40,7 +40,8 @@ DIVERGENCE_CAUSES = {
 
 
 class TrainingInterrupted(SystemExit):
-    """Training stopped on a signal after writing a checkpoint of its last step; the exit status is 128 + signal."""
+    """Training stopped on a signal (once it had begun, after writing a checkpoint of its last step); the exit
+    status is 128 + the signal's number."""
 
     def __init__(self, signum: int, message: str):
         super().__init__(SIGNAL_EXIT_BASE + signum)
