@@ -4,6 +4,10 @@
     views = chain(crops)                    # (batch, 1, audio_length) -> same shape, each example its own draws
 """
 
+from __future__ import annotations
+
+from argparse import Namespace
+
 from torch import nn
 
 from . import functional
@@ -40,7 +44,7 @@ __all__ = [
 ]
 
 
-def build_augmentation_chain(cfg, crop: bool = False) -> nn.Module:
+def build_augmentation_chain(cfg: Namespace, crop: bool = False) -> nn.Module:
     """CLMR's augmentation chain, each step applied per example with its configured probability.
 
     ``cfg`` needs ``transforms_polarity``, ``transforms_noise``, ``transforms_gain``,
