@@ -133,3 +133,11 @@ def log_spectral_distance(ours: np.ndarray, reference: np.ndarray, n_fft: int = 
     keep = p_reference.max(axis=1) > floor
     difference = 10 * np.log10(np.maximum(p_ours[keep], floor) / np.maximum(p_reference[keep], floor))
     return float(np.sqrt((difference**2).mean(axis=1)).mean())
+
+
+def run_sox_version() -> str:
+    """sox's version line, e.g. ``SoX v14.4.2``."""
+    if SOX is None:
+        raise RuntimeError(INSTALL_HINT)
+    out = subprocess.run([SOX, "--version"], check=True, capture_output=True, text=True).stdout
+    return out.strip().split(":", 1)[-1].strip()
