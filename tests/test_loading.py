@@ -102,10 +102,12 @@ def test_a_persistent_loader_cuts_new_crops_every_epoch(ramps):
     assert one != two
 
 
-def test_batches_are_pinned_only_for_training_on_a_gpu(monkeypatch):
+def test_batches_are_pinned_only_for_training_on_a_gpu(monkeypatch, visible_gpus):
+    visible_gpus(1)
+    asked_for_a_gpu = config(gpus=1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert not pin_memory(config())
-    assert not pin_memory(config(gpus=1))  # asked for a GPU, but there is none: nothing to pin for
+    assert not pin_memory(asked_for_a_gpu)  # asked for a GPU, but there is none: nothing to pin for
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pin_memory(config())  # accelerator auto picks the GPU
     assert pin_memory(config(gpus=1))
