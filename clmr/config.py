@@ -42,6 +42,8 @@ def read_yaml(path: str | Path) -> dict[str, str]:
         raise ConfigError(f"{path}: config file not found")
     try:
         data = yaml.load(path.read_text(), Loader=yaml.BaseLoader)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -58,10 +60,6 @@ def _overrides(values: dict[str, str], defaults: dict[str, Any], path: str) -> d
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}")
     return values
-
-
-def _file_label(path: Path) -> str:
-    return str(path.relative_to(DEFAULT_CONFIG.parents[1])) if path == DEFAULT_CONFIG else str(path)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,7 +99,12 @@ def build_parser(options: dict[str, Option], prog: str | None = None,
 
 def _rule(key: str, default_text: str) -> Rule:
     """The key's rule in the table; a key the table does not know yet is typed by its default, as a flag was."""
-    return RULES.get(key) or rule_for_default(yaml.safe_load(default_text) if default_text else "")
+    if key in RULES:
+        return RULES[key]
+    try:
+        return rule_for_default(yaml.safe_load(default_text))
+    except yaml.YAMLError:
+        return rule_for_default(default_text)
 
 
 def check_options(given: dict[str, Given], options: dict[str, Option]) -> dict[str, Any]:
@@ -136,7 +139,7 @@ def load_config(argv: Sequence[str] | None = None, prog: str | None = None,
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=str(DEFAULT_CONFIG))
     known, _ = pre.parse_known_args(argv)
-    label = _file_label(DEFAULT_CONFIG)
+    label = DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])  # config/config.yaml
     try:
         defaults = read_yaml(DEFAULT_CONFIG)
         given = {key: Given(text, f"{label}: {key}") for key, text in defaults.items()}

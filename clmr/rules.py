@@ -14,7 +14,7 @@ TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 Bound = int | float | Callable[[], int | float] | None  # a bound, or a function that looks it up
 
 
-class Refused(ValueError):
+class Refused(Exception):
     """A value its rule does not accept; `problem`, when given, replaces the rule's `expected ...`.
 
     A check of several keys names the `key` whose value it refuses.
@@ -219,8 +219,7 @@ class BatchLimit(Rule):
         try:
             count = int(text.strip())
         except ValueError:
-            fraction = Number(0, 1).parse(text)
-            return fraction
+            return Number(0, 1).parse(text)
         if count < 0:
             raise Refused()
         return count
@@ -240,14 +239,14 @@ class Devices(Rule):
         if value == "auto":
             return value
         try:
-            if "," in value:
-                ids = [int(d) for d in value.split(",") if d.strip()]
-                if not ids or min(ids) < 0 or len(set(ids)) != len(ids):
-                    raise Refused()
-            elif int(value) == 0 or int(value) < -1:
-                raise Refused()
+            ids = [int(d) for d in value.split(",") if d.strip()] if "," in value else []
+            count = None if ids else int(value)
         except ValueError:
             raise Refused() from None
+        if ids and (min(ids) < 0 or len(set(ids)) != len(ids)):
+            raise Refused()
+        if count is not None and (count == 0 or count < -1):
+            raise Refused()
         return value
 
     def expected(self) -> str:
