@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from clmr import cli
 from clmr.config import ConfigError, load_config
-from clmr.export import OPSET, TOLERANCE, export_models
+from clmr.export import MIN_OPSET, OPSET, TOLERANCE, export_models, max_opset
+from clmr.rules import Integer, Number, Option, Text
 
-# --out: folder for the .onnx files; --tags: JSON list of tag names (when the head checkpoint has none);
-# --tolerance: the largest |onnxruntime - PyTorch| accepted.
-OPTIONS = {"out": "exports", "tags": "", "opset": OPSET, "tolerance": TOLERANCE}
+OPTIONS = {
+    "out": Option("exports", Text(), "folder for the .onnx files"),
+    "tags": Option("", Text(), "JSON list of tag names (when the head checkpoint has none)"),
+    "opset": Option(OPSET, Integer(MIN_OPSET, max_opset, note="the opsets the exporter writes"), "ONNX opset"),
+    "tolerance": Option(TOLERANCE, Number(0, low_open=True), "the largest |onnxruntime - PyTorch| accepted"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:

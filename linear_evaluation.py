@@ -15,9 +15,11 @@ from clmr import cli
 from clmr.checkpoints import RANDOM
 from clmr.config import ConfigError, load_config
 from clmr.probe import encoder_from_config, format_comparison, format_results, random_encoder, run_probe
+from clmr.rules import Option, Switch
 from clmr.trainer import run_name, tensorboard_hint
 
-EXTRA = {"compare_random": 0}  # 1: also probe a randomly initialised encoder (run <run_name>_random), side by side
+EXTRA = {"compare_random": Option(0, Switch(), "1: also probe a randomly initialised encoder (run "
+                                                "<run_name>_random), side by side")}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,8 +18,16 @@ from clmr.config import ConfigError, load_config
 from clmr.inference import (TagPrediction, embed_files, expand_paths, format_embedding_summary, format_prediction,
                             load_model, predict_files, taggram_paths)
 from clmr.probe import device_of
+from clmr.rules import Integer, Option, Switch, Text
 
-OPTIONS = {"top_k": 10, "taggram": "", "json": False, "embeddings": "", "chunk_embeddings": False, "tags": ""}
+OPTIONS = {
+    "top_k": Option(10, Integer(1), "tags printed per file"),
+    "taggram": Option("", Text(), "image file of the taggram (BASE_<file stem>.png each, for several files)"),
+    "json": Option(0, Switch(), "print JSON instead of text"),
+    "embeddings": Option("", Text(), "folder to write embeddings to, instead of tags"),
+    "chunk_embeddings": Option(0, Switch(), "with --embeddings: also every chunk's embedding"),
+    "tags": Option("", Text(), "JSON list of tag names (when the head checkpoint has none)"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:

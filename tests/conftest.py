@@ -90,3 +90,32 @@ def assert_finite_json(value) -> None:
     elif isinstance(value, (list, tuple)):
         for item in value:
             assert_finite_json(item)
+
+
+def _answering(original, value):
+    """A stand-in for a torch device query that answers `value` (keeping `__wrapped__`, which torch._dynamo reads)."""
+    import functools
+
+    return functools.wraps(original)(lambda *args, **kwargs: value)
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """As on a machine without a GPU: torch sees no CUDA device and no MPS device."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", _answering(torch.cuda.is_available, False))
+    monkeypatch.setattr(torch.cuda, "device_count", _answering(torch.cuda.device_count, 0))
+    monkeypatch.setattr(torch.backends.mps, "is_available", _answering(torch.backends.mps.is_available, False))
+
+
+@pytest.fixture
+def visible_gpus(monkeypatch):
+    """`visible_gpus(n)`: as far as torch.cuda.is_available() and device_count() tell, n CUDA GPUs are visible."""
+    import torch
+
+    def pretend(n: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", _answering(torch.cuda.is_available, n > 0))
+        monkeypatch.setattr(torch.cuda, "device_count", _answering(torch.cuda.device_count, n))
+
+    return pretend

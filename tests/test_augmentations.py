@@ -336,6 +336,16 @@ def test_build_augmentation_chain_uses_the_configured_probabilities():
     assert cropping(torch.randn(2, 1, 6000)).shape == (2, 1, 4096)
 
 
+def test_chain_below_the_filters_sample_rate_is_a_config_error_unless_the_filters_are_off():
+    from clmr.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^--sample_rate 4000: the filters augmentation \(--transforms_filters 0.8\) "
+                                          r"cuts off up to 4000 Hz and needs at least 8000 Hz"):
+        build_augmentation_chain(cfg(sample_rate=4000))
+    chain = build_augmentation_chain(cfg(sample_rate=4000, transforms_filters=0.0))
+    assert chain(0.1 * torch.randn(2, 1, 4096)).shape == (2, 1, 4096)
+
+
 def test_chain_is_an_ordinary_module_with_nothing_in_its_state_dict():
     chain = build_augmentation_chain(cfg())
     visited = []

@@ -153,6 +153,10 @@ class Gain(RandomTransform):
         return f"min_gain={self.min_gain}, max_gain={self.max_gain}"
 
 
+LOWPASS_HZ = (2200, 4000)   # HighLowPass's cut-off ranges (torchaudio-augmentations' defaults)
+HIGHPASS_HZ = (200, 1200)
+
+
 class HighLowPass(RandomTransform):
     """Either a high-pass (cut-off U(200, 1200) Hz) or a low-pass (U(2200, 4000) Hz), 50/50.
 
@@ -162,10 +166,10 @@ class HighLowPass(RandomTransform):
     def __init__(
         self,
         sample_rate: int,
-        lowpass_freq_low: float = 2200,
-        lowpass_freq_high: float = 4000,
-        highpass_freq_low: float = 200,
-        highpass_freq_high: float = 1200,
+        lowpass_freq_low: float = LOWPASS_HZ[0],
+        lowpass_freq_high: float = LOWPASS_HZ[1],
+        highpass_freq_low: float = HIGHPASS_HZ[0],
+        highpass_freq_high: float = HIGHPASS_HZ[1],
     ):
         super().__init__()
         nyquist = sample_rate / 2
