@@ -2,25 +2,35 @@
 
     python export.py --checkpoint_path runs/pretrain_synthetic/checkpoints/last.ckpt
     python export.py --checkpoint_path ENCODER.ckpt --finetuner_checkpoint_path HEAD.ckpt --out exports
+    python export.py --checkpoint_path ENCODER.ckpt --finetuner_checkpoint_path HEAD.ckpt --web web/model
 """
 from __future__ import annotations
 
 from clmr import cli
 from clmr.config import ConfigError, load_config
 from clmr.export import OPSET, TOLERANCE, export_models
+from clmr.web import check_web_dir, publish_for_web
 
 # --out: folder for the .onnx files; --tags: JSON list of tag names (when the head checkpoint has none);
-# --tolerance: the largest |onnxruntime - PyTorch| accepted.
-OPTIONS = {"out": "exports", "tags": "", "opset": OPSET, "tolerance": TOLERANCE}
+# --tolerance: the largest |onnxruntime - PyTorch| accepted; --web: also copy the models into this folder
+# for the browser page (web/).
+OPTIONS = {"out": "exports", "tags": "", "opset": OPSET, "tolerance": TOLERANCE, "web": ""}
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = load_config(argv, prog="export.py", extra=OPTIONS)
     if not cfg.checkpoint_path:
         raise ConfigError("--checkpoint_path is required: the encoder checkpoint to export")
+    if cfg.web:
+        check_web_dir(cfg.web)
+        if not cfg.finetuner_checkpoint_path:
+            raise ConfigError(f"--web {cfg.web} needs --finetuner_checkpoint_path: the page tags music with encoder + head")
     for exported in export_models(cfg.checkpoint_path, cfg.finetuner_checkpoint_path or None, cfg.out,
                                   tags=cfg.tags or None, opset=cfg.opset, tolerance=cfg.tolerance):
         print(exported.describe())
+    if cfg.web:
+        copied = publish_for_web(cfg.out, cfg.web)
+        print(f"{cfg.web}: {', '.join(p.name for p in copied)} for the page (serve it: python web/serve.py --model {cfg.web})")
 
 
 if __name__ == "__main__":
