@@ -95,8 +95,8 @@ async function openModel(bytes, url, backend) {
   }
 }
 
-/** Input (batch, 1, audio_length) and output (batch, n) as the JSON says, or a clear mismatch. */
-function checkSignature({ session, url }, outputSize, outputName) {
+/** Input (batch, 1, audio_length) and output (batch, outputSize) as the JSON says, or a clear mismatch. */
+function checkSignature({ session, url }, outputSize, why, outputName) {
   const input = session.inputMetadata?.find((m) => m.name === info.input);
   if (!session.inputNames.includes(info.input)) {
     throw new ModelError(`${url} has input ${session.inputNames.join(", ")}, but ${TAGS_JSON} says ${info.input}`);
@@ -111,8 +111,8 @@ function checkSignature({ session, url }, outputSize, outputName) {
   const output = session.outputMetadata?.[0];
   const size = output?.shape?.at(-1);
   if (typeof size === "number" && size !== outputSize) {
-    throw new ModelError(`${url} outputs ${size} values per chunk, but ${outputSize} are expected ` +
-                         `(${TAGS_JSON} names ${info.tags.length} tags); export the model and its JSON together`);
+    throw new ModelError(`${url} outputs ${size} values per chunk, but ${outputSize} are expected (${why}); ` +
+                         "export the model and its JSON together");
   }
 }
 
@@ -122,13 +122,13 @@ async function load(modelUrl, backend) {
   const taggerUrl = new URL(TAGGER, base).href;
   const bytes = new Uint8Array(await (await fetchOk(taggerUrl, "tagger model")).arrayBuffer());
   tagger = await openModel(bytes, taggerUrl, backend === "wasm" || backend === "webgpu" ? backend : await preferredBackend());
-  checkSignature(tagger, info.tags.length, info.output);
+  checkSignature(tagger, info.tags.length, `${TAGS_JSON} names ${info.tags.length} tags`, info.output);
   encoder = null;
   const encoderUrl = new URL(ENCODER, base).href;
   const response = await fetch(encoderUrl).catch(() => null);
   if (response?.ok) { // optional: without it the page gives tags but no embedding
     encoder = await openModel(new Uint8Array(await response.arrayBuffer()), encoderUrl, tagger.backend);
-    checkSignature(encoder, EMBEDDING_SIZE);
+    checkSignature(encoder, EMBEDDING_SIZE, "a CLMR encoder's representation");
   }
   const threads = tagger.backend === "wasm" ? tagger.runtime.env.wasm.numThreads : 0;
   self.postMessage({ type: "ready", info, backend: tagger.backend, threads, encoder: Boolean(encoder) });
