@@ -34,8 +34,10 @@ SERVER_START_S = 30
 
 
 def chromium_path() -> str | None:
-    """$CHROMIUM, or the first Chromium on PATH."""
-    return os.environ.get("CHROMIUM") or next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
+    """$CHROMIUM when set (a path or a name on PATH), else the first Chromium on PATH; None if not found."""
+    if os.environ.get("CHROMIUM"):
+        return shutil.which(os.environ["CHROMIUM"])
+    return next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
 
 
 def missing_tools() -> str:
@@ -43,7 +45,7 @@ def missing_tools() -> str:
     if not shutil.which("node"):
         return "node is not installed (the browser tests drive Chromium from node)"
     if not chromium_path():
-        return "chromium is not installed (apt-get install -y chromium), nor named by $CHROMIUM"
+        return "chromium is not installed (apt-get install -y chromium), or $CHROMIUM names no executable"
     missing = [p for p in NPM_PACKAGES if not (WEB / "node_modules" / p / "package.json").is_file()]
     if missing:
         return f"web/node_modules lacks {', '.join(missing)}: run `npm ci` in web/"

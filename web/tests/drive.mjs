@@ -81,7 +81,7 @@ async function runSession(browser, session) {
   await page.goto(spec.url + (session.query || ""));
   const loaded = await settle(page, spec.timeout_ms);
   loaded.seconds = (Date.now() - started) / 1000;
-  loaded.isolated = await page.evaluate(() => self.crossOriginIsolated);
+  Object.assign(loaded, await page.evaluate(() => ({ isolated: self.crossOriginIsolated, cores: navigator.hardwareConcurrency })));
   if (session.screenshot) await page.screenshot({ path: join(spec.out, session.screenshot), fullPage: true });
   const steps = [];
   for (const step of session.steps || []) steps.push(await runStep(page, step));
