@@ -26,7 +26,7 @@ from torch import nn
 
 from clmr.atomic import atomic_path, write_json
 from clmr.config import ConfigError
-from clmr.inference import ClmrModel, load_model
+from clmr.inference import MIN_CHUNK_FRACTION, ClmrModel, load_model
 
 OPSET = 21
 # The oldest opset the exporter writes for these models: torch's ONNX functions are written in opset 18 and
@@ -209,6 +209,7 @@ def export_models(checkpoint_path: str | os.PathLike, finetuner_checkpoint_path:
         info = {"tags": model.tag_names, "activation": activation, "multilabel": model.multilabel,
                 "sample_rate": model.sample_rate, "audio_length": model.audio_length, "input": INPUT,
                 "output": PROBABILITIES, "track_score": "mean of the chunk probabilities over consecutive chunks",
+                "min_samples": int(np.ceil(MIN_CHUNK_FRACTION * model.audio_length)),  # shorter tracks are refused
                 "head_checkpoint": Path(str(finetuner_checkpoint_path)).name}
         output = f"{PROBABILITIES} (batch, {len(model.tag_names)}) {activation}"
         exported = _export_checked(tagger, out_dir / TAGGER_FILE, model, PROBABILITIES,
