@@ -15,8 +15,8 @@ import sys
 from clmr import cli
 from clmr.audio import AudioFileError
 from clmr.config import ConfigError, load_config
-from clmr.inference import (TagPrediction, embed_files, expand_paths, format_embedding_summary, format_prediction,
-                            load_model, predict_files, taggram_paths)
+from clmr.embeddings import embed_files, format_embedding_summary
+from clmr.inference import TagPrediction, expand_paths, format_prediction, load_model, predict_files, taggram_paths
 from clmr.probe import device_of
 
 OPTIONS = {"top_k": 10, "taggram": "", "json": False, "embeddings": "", "chunk_embeddings": False, "tags": ""}

@@ -17,8 +17,9 @@ from clmr import evaluation
 from clmr.audio import AudioFileError
 from clmr.datasets.synthetic import TAGS
 from clmr.export import music_like
-from clmr.inference import (chunk_audio, chunk_starts, embed_files, encode_files, get_scene_embeddings,
-                            get_timestamp_embeddings, load_model, predict_files)
+from clmr.embeddings import embed_files
+from clmr.inference import (chunk_audio, chunk_starts, encode_files, get_scene_embeddings, get_timestamp_embeddings,
+                            load_model, predict_files)
 from encoders import calibrated_encoder
 
 L, SR = 59049, 22050
