@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from clmr import cli
+from clmr.atomic import check_writable
 from clmr.config import ConfigError, load_config
 from clmr.export import OPSET, TOLERANCE, export_models
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(argv, prog="export.py", extra=OPTIONS)
     if not cfg.checkpoint_path:
         raise ConfigError("--checkpoint_path is required: the encoder checkpoint to export")
+    check_writable(cfg.out, "--out")  # before the model is loaded and exported, not after
     for exported in export_models(cfg.checkpoint_path, cfg.finetuner_checkpoint_path or None, cfg.out,
                                   tags=cfg.tags or None, opset=cfg.opset, tolerance=cfg.tolerance):
         print(exported.describe())

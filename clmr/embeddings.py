@@ -17,9 +17,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from clmr.atomic import atomic_path, write_json, write_text
+from clmr.atomic import write_bytes, write_json, write_text
 from clmr.audio import AudioFileError
 from clmr.checkpoints import CheckpointError
+from clmr.filenames import os_name, shown
 from clmr.inference import ClmrModel, EncodedTrack, encode_files, expand_paths
 from clmr.models import N_FEATURES
 
@@ -42,17 +43,18 @@ def format_embedding_summary(summary: EmbeddingSummary) -> str:
     lines = [f"embedded {summary.embedded} of {summary.n_files} file(s)"
              + (f" ({earlier} from an earlier run)" if earlier else "")
              + f": {summary.total_chunks} chunks",
-             f"{out / EMBEDDINGS}  ({summary.embedded}, {N_FEATURES}) float32, one row per file",
-             f"{out / INDEX}  row, path, duration_s, n_chunks, chunk_offset"]
+             f"{shown(out / EMBEDDINGS)}  ({summary.embedded}, {N_FEATURES}) float32, one row per file",
+             f"{shown(out / INDEX)}  row, path, duration_s, n_chunks, chunk_offset"]
     if (out / CHUNKS).is_file():
-        lines.append(f"{out / CHUNKS}  ({summary.total_chunks}, {N_FEATURES}) float32, chunks of each file in order")
+        lines.append(f"{shown(out / CHUNKS)}  ({summary.total_chunks}, {N_FEATURES}) float32, chunks of each file "
+                     f"in order")
     if summary.failed:
-        lines.append(f"{out / META}  lists the {len(summary.failed)} skipped file(s) and why")
+        lines.append(f"{shown(out / META)}  lists the {len(summary.failed)} skipped file(s) and why")
     return "\n".join(lines)
 
 
 def _part_path(out_dir: Path, path: Path) -> Path:
-    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:24]
+    key = hashlib.sha1(os_name(path.resolve())).hexdigest()[:24]
     return out_dir / PARTS / f"{key}.npz"
 
 
@@ -62,13 +64,16 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 def _read_part(part: Path, path: Path, need_chunks: bool) -> dict | None:
-    """A file's saved result if it is still valid (same file size and mtime, chunks if needed)."""
+    """A file's saved result if it is still valid (same file size and mtime, chunks if needed, finite: an
+    earlier version saved the NaN embeddings of files holding NaN samples)."""
     if not part.is_file():
         return None
     try:
         with np.load(part, allow_pickle=False) as data:
             saved = {k: data[k] for k in data.files}
         if (int(saved["size"]), int(saved["mtime_ns"])) != _stamp(path) or (need_chunks and "chunks" not in saved):
+            return None
+        if not all(np.isfinite(saved[k]).all() for k in ("embedding", "chunks") if k in saved):
             return None
         return saved
     except (OSError, ValueError, KeyError, EOFError):
@@ -83,14 +88,15 @@ def _write_part(part: Path, track: EncodedTrack, keep_chunks: bool) -> dict:
         arrays.update(chunks=track.embeddings.numpy().astype(np.float32), times_ms=track.times_ms)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    with atomic_path(part) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    write_bytes(part, buf.getbuffer())
     return arrays
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array)
+    """An .npy file, atomically; a failed write is an OSError naming `path`."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    write_bytes(path, buf.getbuffer())
 
 
 def _check_model(out_dir: Path, model: ClmrModel) -> None:
@@ -99,7 +105,7 @@ def _check_model(out_dir: Path, model: ClmrModel) -> None:
     if stamp.is_file():
         found = json.loads(stamp.read_text()).get("fingerprint")
         if found != model.fingerprint:
-            raise CheckpointError(f"--embeddings {out_dir}: holds embeddings of another model or chunking "
+            raise CheckpointError(f"--embeddings {shown(out_dir)}: holds embeddings of another model or chunking "
                                   f"({found}, now {model.fingerprint}); use another folder or delete it")
     else:
         write_json(stamp, {"fingerprint": model.fingerprint})
@@ -111,9 +117,9 @@ def embed_files(inputs: Sequence[str | os.PathLike], model: ClmrModel, out_dir: 
     """One 512-d embedding per file (the mean over its chunks) into `out_dir`:
 
         embeddings.npy        (N, 512) float32, row i = row i of index.csv
-        index.csv             row, path, duration_s, n_chunks, chunk_offset
+        index.csv             row, path (shown: undecodable bytes as \\xNN), duration_s, n_chunks, chunk_offset
         chunk_embeddings.npy  (sum of n_chunks, 512), with chunk_embeddings: rows chunk_offset ... + n_chunks
-        meta.json             the model, the chunking, the files that failed and why
+        meta.json             the model, the chunking, the files skipped and why
         parts/                one .npz per finished file: a re-run skips files already embedded
 
     Each file's result is written as soon as its last chunk is encoded, so a killed run loses at most
@@ -124,7 +130,7 @@ def embed_files(inputs: Sequence[str | os.PathLike], model: ClmrModel, out_dir: 
     out_dir = Path(out_dir)
     paths = expand_paths(inputs)
     if not paths:
-        raise AudioFileError(f"no audio files in {', '.join(map(str, inputs))}")
+        raise AudioFileError(f"no audio files in {', '.join(map(shown, inputs))}")
     _check_model(out_dir, model)
     report = on_error or (lambda path, reason: tqdm.write(f"skipped {reason}", file=sys.stderr))
     saved: dict[int, dict] = {}
@@ -165,7 +171,7 @@ def _assemble(out_dir: Path, model: ClmrModel, paths: list[Path], rows: list[int
     offset = 0
     for row, i in enumerate(rows):
         n = int(saved[i]["n_chunks"])
-        writer.writerow([row, str(paths[i]), f"{float(saved[i]['duration_s']):.3f}", n, offset])
+        writer.writerow([row, shown(paths[i]), f"{float(saved[i]['duration_s']):.3f}", n, offset])
         offset += n
     write_text(out_dir / INDEX, text.getvalue())
     if chunk_embeddings:
@@ -176,4 +182,5 @@ def _assemble(out_dir: Path, model: ClmrModel, paths: list[Path], rows: list[int
         "audio_length": model.audio_length, "hop_length": model.hop_length,
         "embedding": "mean of the chunk representations (512-d)", "files": len(paths), "rows": len(rows),
         "chunk_embeddings": CHUNKS if chunk_embeddings else None,
-        "failed": [{"path": str(paths[i]), "reason": failed[i].removeprefix(f"{paths[i]}: ")} for i in sorted(failed)]})
+        "failed": [{"path": str(paths[i]), "reason": failed[i].removeprefix(f"{shown(paths[i])}: ")}
+                   for i in sorted(failed)]})

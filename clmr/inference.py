@@ -26,14 +26,16 @@ import torch
 from torch import Tensor, nn
 
 from clmr import evaluation
-from clmr.audio import AudioFileError, find_audio_files, load_mono
+from clmr.audio import AudioFileError, audio_error, find_audio_files, load_mono
 from clmr.checkpoints import RANDOM, CheckpointError, file_sha256, load_encoder
+from clmr.filenames import shown
 from clmr.models import N_FEATURES
 
 SAMPLE_RATE = 22050
 AUDIO_LENGTH = 59049
 BATCH_SIZE = 32  # chunks per forward pass of the encoder
 MIN_CHUNK_FRACTION = 0.5  # a file shorter than this much of a chunk is too short to describe
+NON_FINITE_OUTPUT = "the encoder gave NaN or infinite values for this file (are its weights damaged?)"
 
 
 # -- chunking ------------------------------------------------------------------------------------
@@ -268,12 +270,12 @@ def load_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
     file is refused as too short.
     """
     if not Path(path).is_file():
-        raise AudioFileError(f"{path}: file not found")
-    audio = load_mono(path, sample_rate)
+        raise audio_error(path, "file not found")
+    audio = load_mono(path, sample_rate)  # refuses NaN and infinite samples
     min_samples = int(np.ceil(MIN_CHUNK_FRACTION * audio_length))
     if audio.shape[0] < min_samples:
-        raise AudioFileError(f"{path}: too short ({audio.shape[0] / sample_rate:.2f} s; at least "
-                             f"{min_samples / sample_rate:.2f} s, half a chunk, is needed)")
+        raise audio_error(path, f"too short ({audio.shape[0] / sample_rate:.2f} s; at least "
+                                f"{min_samples / sample_rate:.2f} s, half a chunk, is needed)")
     return audio
 
 
@@ -368,7 +370,11 @@ def encode_files(paths: Sequence[str | os.PathLike], model: ClmrModel, workers: 
         while pending and pending[0].remaining == 0:
             entry = pending.popleft()
             if entry.track.ok:
-                entry.track.embeddings = torch.cat(entry.parts)
+                embeddings = torch.cat(entry.parts)
+                if torch.isfinite(embeddings).all():
+                    entry.track.embeddings = embeddings
+                else:  # finite audio, so the weights: nothing NaN may reach a tag score or an embedding
+                    entry.track.error = f"{shown(entry.track.path)}: {NON_FINITE_OUTPUT}"
             yield entry.track
 
     for i, chunks, n_samples, error in loader:
@@ -430,7 +436,15 @@ def predict_files(paths: Sequence[str | os.PathLike], model: ClmrModel,
     """A TagPrediction per usable file, in order; a file that cannot be used comes back as its EncodedTrack
     with `error` set."""
     for track in encode_files(paths, model, workers):
-        yield predict_tags(track, model) if track.ok else track
+        if not track.ok:
+            yield track
+            continue
+        prediction = predict_tags(track, model)
+        if np.isfinite(prediction.chunk_probs).all():
+            yield prediction
+        else:
+            track.error = f"{shown(track.path)}: the probe head gave NaN or infinite scores (are its weights damaged?)"
+            yield track
 
 
 def taggram_paths(base: str | os.PathLike, paths: Sequence[Path]) -> dict[Path, Path]:
@@ -453,7 +467,7 @@ def taggram_paths(base: str | os.PathLike, paths: Sequence[Path]) -> dict[Path, 
 def format_prediction(pred: TagPrediction, k: int = 10) -> str:
     minutes, seconds = divmod(pred.duration_s, 60)
     n = len(pred.chunk_probs)
-    lines = [f"{pred.path}  {int(minutes)}:{seconds:04.1f}  ({n} chunk{'' if n == 1 else 's'})"]
+    lines = [f"{shown(pred.path)}  {int(minutes)}:{seconds:04.1f}  ({n} chunk{'' if n == 1 else 's'})"]
     width = max(len(t) for t, _ in pred.top(k))
     lines += [f"  {tag:<{width}}  {p:.3f}" for tag, p in pred.top(k)]
     return "\n".join(lines)
