@@ -14,7 +14,7 @@ from argparse import Namespace
 from clmr import cli
 from clmr.checkpoints import RANDOM
 from clmr.config import ConfigError, load_config
-from clmr.probe import (check_outputs, encoder_from_config, format_comparison, format_results, random_encoder,
+from clmr.probe import (check_config, check_outputs, encoder_from_config, format_comparison, format_results, random_encoder,
                         run_probe)
 from clmr.trainer import run_name, tensorboard_hint
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
                           "--checkpoint_path is already `random`")
     baseline_cfg = Namespace(**{**vars(cfg), "run_name": run_name(cfg, "linear") + "_random",
                                 "finetuner_checkpoint_path": ""})
+    check_config(cfg)
     for outputs in (cfg, baseline_cfg) if cfg.compare_random else (cfg,):
         check_outputs(outputs)  # before the checkpoint is read and anything is extracted
     results = run_probe(cfg, encoder_from_config(cfg))

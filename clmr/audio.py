@@ -57,10 +57,9 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
 def check_format(path: str | os.PathLike, info: AudioInfo, sample_rate: int) -> None:
     """Training reads mono files at the configured rate; anything else must be converted first."""
     if info.sample_rate != sample_rate or info.channels != 1:
-        raise audio_error(path,
-            f"{info.channels} channel(s) at {info.sample_rate} Hz, expected mono at {sample_rate} Hz; "
-            f"convert the folder first: python preprocess.py --dataset audio --dataset_dir <folder> "
-            f"--sample_rate {sample_rate}")
+        raise audio_error(path, f"{info.channels} channel(s) at {info.sample_rate} Hz, expected mono at "
+                                f"{sample_rate} Hz; convert the folder first: python preprocess.py --dataset audio "
+                                f"--dataset_dir <folder> --sample_rate {sample_rate}")
 
 
 def read_window(path: str | os.PathLike, start: int, frames: int) -> np.ndarray:

@@ -266,7 +266,7 @@ def _run_pool(jobs: list[Job], sample_rate: int, workers: int, results: list[Res
                     pool.shutdown(wait=True, cancel_futures=True)
                     break
     except BrokenProcessPool:
-        log.warning("a conversion worker died; restarting the pool after checking %s alone", jobs[done].src)
+        log.warning("a conversion worker died; restarting the pool after checking %s alone", shown(jobs[done].src))
     return done
 
 
