@@ -146,6 +146,17 @@ def check_outputs(cfg: Namespace) -> None:
     check_writable(cache_dir(cfg), "--log_dir")
 
 
+def check_finite_representations(reps: Representations, encoder: Encoder, where: str) -> None:
+    """The audio is finite (the readers refuse NaN), so NaN or infinite representations come from the
+    encoder's weights: stop before a head is trained on them and a NaN score is written."""
+    bad = int((~torch.isfinite(reps.features)).any(dim=1).sum())
+    if bad:
+        source = shown(encoder.info.get("checkpoint_path", encoder.label))
+        raise CheckpointError(f"--checkpoint_path {source}: the encoder gave NaN or infinite representations for "
+                              f"{bad} of {len(reps)} crops of {where}; its weights are damaged (a run whose loss "
+                              f"became NaN?)")
+
+
 def labelled_subsets(cfg: Namespace) -> dict[str, AudioDataset]:
     subsets = {s: dataset_from_config(cfg, s) for s in ("train", "valid", "test")}
     if not subsets["train"].labelled:
@@ -236,8 +247,11 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
         encoder = with_batchnorm_from(encoder, train_set, cfg, device)
 
     def reps(subset: str, how: str) -> Representations:
-        return representations(encoder.model, encoder.id, subsets[subset], how, batch_size=cfg.finetuner_batch_size,
-                               cache_dir=cache_dir(cfg), seed=cfg.seed, workers=cfg.workers, device=device)
+        extracted = representations(encoder.model, encoder.id, subsets[subset], how, seed=cfg.seed,
+                                    batch_size=cfg.finetuner_batch_size, cache_dir=cache_dir(cfg),
+                                    workers=cfg.workers, device=device)
+        check_finite_representations(extracted, encoder, f"{cfg.dataset}/{subset}")
+        return extracted
 
     train, valid, test = reps("train", mode), reps("valid", mode), reps("test", "chunks")
     used = label_fraction_tracks(len(train_set), cfg.finetuner_label_fraction, cfg.seed)
