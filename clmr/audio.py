@@ -89,11 +89,10 @@ def read_window(path: str | os.PathLike, start: int, frames: int) -> np.ndarray:
 def check_finite(path: str | os.PathLike, samples: np.ndarray, offset: int = 0) -> None:
     """Refuse samples holding NaN or infinity (a damaged float file): they would turn every loss, embedding
     and tag probability computed from them into NaN."""
-    flat = samples.reshape(-1)
-    if np.isfinite(np.dot(flat, flat)) or np.isfinite(flat).all():  # the dot product: a fast first look
+    finite = np.isfinite(samples)  # plain numpy: a BLAS dot product measured no faster beside torch's threads
+    if finite.all():
         return
-    frames = samples.reshape(samples.shape[0], -1)  # (frames, channels)
-    frame = offset + int(np.argmax(~np.isfinite(frames).all(axis=1)))
+    frame = offset + int(np.argmax(~finite.reshape(samples.shape[0], -1).all(axis=1)))  # rows are frames
     raise audio_error(path, f"holds NaN or infinite samples (the first at frame {frame}); the file is damaged")
 
 
