@@ -265,17 +265,20 @@ def test_names_that_are_not_utf8_or_hold_spaces_and_unicode_are_converted_and_li
     names = [os.fsdecode(b"b\xffad.wav"), "my song.wav", "café – 🎵.wav", os.fsdecode(b"latin\xe9.flac")]
     for name in names:
         sf.write(os.fsencode(src / name), tone(440, 0.2, RATE), RATE, format="FLAC" if name.endswith("flac") else "WAV")
+    (src / os.fsdecode(b"broken\xff.wav")).write_bytes(b"RIFF junk")
     out = tmp_path / "out"
     manifest = convert_all(plan_mirror(src, out), out, RATE, workers=2, progress=False)
-    assert manifest["counts"]["converted"] == 4 and manifest["failed"] == []
+    assert manifest["counts"]["converted"] == 4
+    assert [os.fsencode(Path(f["input"]).name) for f in manifest["failed"]] == [b"broken\xff.wav"]
     on_disk = sorted(os.listdir(os.fsencode(out)))
     assert on_disk == sorted([b"b\xffad.wav", b"my song.wav", "café – 🎵.wav".encode(), b"latin\xe9.wav",
                               b"manifest.json"])
     reread = json.loads((out / "manifest.json").read_text())  # valid JSON; the exact names come back
     assert sorted(os.fsencode(Path(c["output"]).name) for c in reread["converted"]) == \
         sorted(n for n in on_disk if n != b"manifest.json")
-    summary(manifest).encode("utf-8")  # what preprocess.py prints: printable on any terminal
-    assert "latin\\xe9.flac" not in summary(manifest)  # nothing failed, nothing named
+    printed = summary(manifest)
+    printed.encode("utf-8")  # what preprocess.py prints: printable on any terminal
+    assert f"failed: {src}/broken\\xff.wav: cannot read audio" in printed
 
 
 def test_outputs_that_would_collide_get_distinct_names_and_none_is_overwritten(tmp_path):
