@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from clmr import cli
+from clmr.atomic import check_writable
 from clmr.config import ConfigError, load_config
 from clmr.export import MIN_OPSET, OPSET, TOLERANCE, export_models, max_opset
 from clmr.rules import Integer, Number, Option, Text
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         check_web_dir(cfg.web)
         if not cfg.finetuner_checkpoint_path:
             raise ConfigError(f"--web {cfg.web} needs --finetuner_checkpoint_path: the page tags music with encoder + head")
+    check_writable(cfg.out, "--out")  # before the model is loaded and exported, not after
     for exported in export_models(cfg.checkpoint_path, cfg.finetuner_checkpoint_path or None, cfg.out,
                                   tags=cfg.tags or None, opset=cfg.opset, tolerance=cfg.tolerance):
         print(exported.describe())

@@ -8,11 +8,11 @@ and why, and what failed and why. See docs/DATASETS.md for each dataset's layout
 """
 from __future__ import annotations
 
-import logging
 import sys
 
-from clmr.config import ConfigError, load_config
-from clmr.preprocessing import PreprocessError, bare_flags, summary
+from clmr import cli
+from clmr.config import load_config
+from clmr.preprocessing import bare_flags, summary
 from clmr.rules import Option, Switch, Text
 
 EXTRA = {
@@ -22,26 +22,13 @@ EXTRA = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     argv = bare_flags(list(sys.argv[1:] if argv is None else argv), ["download"])
-    try:
-        cfg = load_config(argv, prog="preprocess.py", extra=EXTRA)
-    except ConfigError as err:
-        print(f"preprocess.py: error: {err}", file=sys.stderr)
-        return 1
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from clmr.datasets import DatasetError
-    from clmr.datasets.download import DownloadError
+    cfg = load_config(argv, prog="preprocess.py", extra=EXTRA)
     from clmr.datasets.prepare import prepare
 
-    try:
-        manifest = prepare(cfg)
-    except (DatasetError, DownloadError, PreprocessError) as err:
-        print(f"preprocess.py: error: {err}", file=sys.stderr)
-        return 1
-    print(summary(manifest))
-    return 0
+    print(summary(prepare(cfg)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -26,6 +26,7 @@ from torch import nn
 
 from clmr.atomic import atomic_path, write_json
 from clmr.config import ConfigError
+from clmr.filenames import shown
 from clmr.inference import MIN_CHUNK_FRACTION, ClmrModel, load_model
 
 OPSET = 21
@@ -176,11 +177,11 @@ class Exported:
 
     def describe(self) -> str:
         worst = max(d for _, d in self.checks)
-        lines = [f"{self.path}  {self.size / 1e6:.1f} MB  {self.signature}",
+        lines = [f"{shown(self.path)}  {self.size / 1e6:.1f} MB  {self.signature}",
                  f"  onnxruntime vs PyTorch on {len(self.checks)} inputs (noise and music-like audio, batch 1 and 3): "
                  f"max |diff| {worst:.1e} <= {self.tolerance:.0e}  OK"]
         if self.extra:
-            lines.append(f"{self.extra}  tag names, activation and input format")
+            lines.append(f"{shown(self.extra)}  tag names, activation and input format")
         return "\n".join(lines)
 
 

@@ -102,6 +102,20 @@ def test_a_persistent_loader_cuts_new_crops_every_epoch(ramps):
     assert one != two
 
 
+def test_training_batches_stay_finite_when_a_track_holds_nan_with_worker_processes(tmp_path):
+    from clmr.datasets.audio_folder import AudioFolder
+
+    for k in range(6):
+        x = np.full(FRAMES, 0.1 * (k + 1), np.float32)
+        x[::997] = np.nan if k == 2 else x[::997]  # NaN all along track 2: every crop of it holds some
+        sf.write(str(tmp_path / f"t{k}.wav"), x, SR, subtype="FLOAT")
+    dataset = AudioFolder(tmp_path, "train", SR, CROP)  # t5 is held out
+    loader = crop_loader(dataset, config(batch_size=5, workers=2), train=True, n_views=2)
+    (views, _), = list(loader)
+    assert torch.isfinite(views).all()
+    assert sorted(round(float(v.mean()), 1) for v in views) == [0.1, 0.2, 0.4, 0.4, 0.5]  # t3 stood in for t2
+
+
 def test_batches_are_pinned_only_for_training_on_a_gpu(monkeypatch, visible_gpus):
     visible_gpus(1)
     asked_for_a_gpu = config(gpus=1)
