@@ -14,10 +14,13 @@ from argparse import Namespace
 from clmr import cli
 from clmr.checkpoints import RANDOM
 from clmr.config import ConfigError, load_config
-from clmr.probe import encoder_from_config, format_comparison, format_results, random_encoder, run_probe
+from clmr.probe import (check_config, check_outputs, encoder_from_config, format_comparison, format_results, random_encoder,
+                        run_probe)
+from clmr.rules import Option, Switch
 from clmr.trainer import run_name, tensorboard_hint
 
-EXTRA = {"compare_random": 0}  # 1: also probe a randomly initialised encoder (run <run_name>_random), side by side
+EXTRA = {"compare_random": Option(0, Switch(), "1: also probe a randomly initialised encoder (run "
+                                                "<run_name>_random), side by side")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,11 +28,14 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.compare_random and cfg.checkpoint_path == RANDOM:
         raise ConfigError("--compare_random 1 compares a checkpoint with a random encoder; "
                           "--checkpoint_path is already `random`")
+    baseline_cfg = Namespace(**{**vars(cfg), "run_name": run_name(cfg, "linear") + "_random",
+                                "finetuner_checkpoint_path": ""})
+    check_config(cfg)
+    for outputs in (cfg, baseline_cfg) if cfg.compare_random else (cfg,):
+        check_outputs(outputs)  # before the checkpoint is read and anything is extracted
     results = run_probe(cfg, encoder_from_config(cfg))
     print(format_results(results))
     if cfg.compare_random:
-        baseline_cfg = Namespace(**{**vars(cfg), "run_name": run_name(cfg, "linear") + "_random",
-                                    "finetuner_checkpoint_path": ""})
         baseline = run_probe(baseline_cfg, random_encoder(cfg.seed))
         print("\n" + format_results(baseline) + "\n\n" + format_comparison(results, baseline))
     print(f"\nview: {tensorboard_hint(cfg)}")

@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from clmr import cli
+from clmr.atomic import check_writable
 from clmr.audio import AudioFileError
 from clmr.config import ConfigError, load_config
-from clmr.inference import (TagPrediction, embed_files, expand_paths, format_embedding_summary, format_prediction,
-                            load_model, predict_files, taggram_paths)
+from clmr.embeddings import embed_files, format_embedding_summary
+from clmr.inference import TagPrediction, expand_paths, format_prediction, load_model, predict_files, taggram_paths
+from clmr.filenames import shown
 from clmr.probe import device_of
+from clmr.rules import Integer, Option, Switch, Text
 
-OPTIONS = {"top_k": 10, "taggram": "", "json": False, "embeddings": "", "chunk_embeddings": False, "tags": ""}
+OPTIONS = {
+    "top_k": Option(10, Integer(1), "tags printed per file"),
+    "taggram": Option("", Text(), "image file of the taggram (BASE_<file stem>.png each, for several files)"),
+    "json": Option(0, Switch(), "print JSON instead of text"),
+    "embeddings": Option("", Text(), "folder to write embeddings to, instead of tags"),
+    "chunk_embeddings": Option(0, Switch(), "with --embeddings: also every chunk's embedding"),
+    "tags": Option("", Text(), "JSON list of tag names (when the head checkpoint has none)"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     if not cfg.embeddings and not cfg.finetuner_checkpoint_path:
         raise ConfigError("--finetuner_checkpoint_path is required to predict tags "
                           "(or --embeddings OUT to write embeddings)")
+    check_outputs(cfg)
     model = load_model(cfg.checkpoint_path, None if cfg.embeddings else cfg.finetuner_checkpoint_path,
                        tags=cfg.tags or None, batch_size=cfg.batch_size, device=device_of(cfg))
     if cfg.embeddings:
@@ -45,11 +57,21 @@ def main(argv: list[str] | None = None) -> None:
         raise AudioFileError("no file could be used")
 
 
+def check_outputs(cfg) -> None:
+    """The folders --embeddings and --taggram write to take files: refused before the model runs, not after."""
+    if cfg.embeddings:
+        check_writable(cfg.embeddings, "--embeddings")
+    if cfg.taggram and not cfg.embeddings:
+        if Path(cfg.taggram).is_dir():
+            raise ConfigError(f"--taggram {shown(cfg.taggram)}: a folder; expected the name of a .png file")
+        check_writable(Path(cfg.taggram).resolve().parent, "--taggram")
+
+
 def tag_files(cfg, model) -> tuple[int, int]:
     """Print each file's top tags (or one JSON list at the end) and draw taggrams; (used, skipped) counts."""
     paths = expand_paths(cfg.audio)
     if not paths:
-        raise AudioFileError(f"no audio files in {' '.join(cfg.audio)}")
+        raise AudioFileError(f"no audio files in {' '.join(map(shown, cfg.audio))}")
     drawings = taggram_paths(cfg.taggram, paths) if cfg.taggram else {}
     results, failed = [], 0
     for pred in predict_files(paths, model, cfg.workers):
@@ -63,9 +85,9 @@ def tag_files(cfg, model) -> tuple[int, int]:
         if drawings:
             from clmr.plots import save_figure, taggram_figure
 
-            save_figure(taggram_figure(pred.chunk_probs, pred.tag_names, pred.times_ms / 1000, str(pred.path)),
+            save_figure(taggram_figure(pred.chunk_probs, pred.tag_names, pred.times_ms / 1000, shown(pred.path)),
                         drawings[pred.path])
-            print(f"taggram: {drawings[pred.path]}", file=sys.stderr)
+            print(f"taggram: {shown(drawings[pred.path])}", file=sys.stderr)
     if cfg.json:
         print(json.dumps(results, indent=2))
     return len(results), failed

@@ -8,34 +8,27 @@ and why, and what failed and why. See docs/DATASETS.md for each dataset's layout
 """
 from __future__ import annotations
 
-import logging
 import sys
 
+from clmr import cli
 from clmr.config import load_config
-from clmr.preprocessing import PreprocessError, bare_flags, summary
+from clmr.preprocessing import bare_flags, summary
+from clmr.rules import Option, Switch, Text
 
 EXTRA = {
-    "download": False,   # fetch the dataset first (magnatagatune, librispeech)
-    "output_dir": "",    # --dataset audio: where the converted copy goes (default: <dataset_dir>_<rate>hz)
+    "download": Option(0, Switch(), "fetch the dataset first (magnatagatune, librispeech)"),
+    "output_dir": Option("", Text(), "--dataset audio: where the converted copy goes "
+                                     "(default: <dataset_dir>_<rate>hz)"),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     argv = bare_flags(list(sys.argv[1:] if argv is None else argv), ["download"])
     cfg = load_config(argv, prog="preprocess.py", extra=EXTRA)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from clmr.datasets import DatasetError
-    from clmr.datasets.download import DownloadError
     from clmr.datasets.prepare import prepare
 
-    try:
-        manifest = prepare(cfg)
-    except (DatasetError, DownloadError, PreprocessError) as err:
-        print(f"preprocess.py: error: {err}", file=sys.stderr)
-        return 1
-    print(summary(manifest))
-    return 0
+    print(summary(prepare(cfg)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

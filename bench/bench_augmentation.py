@@ -41,8 +41,8 @@ probabilities. Per example: the chain on one crop at a time, as in DataLoader wo
 batched: one call on a batch, as after the transfer to the training device (`augment_on: device`). Targets:
 batched >= 200 views/s, per example no slower than the original torchaudio-augmentations + sox stack
 (68 views/s, i.e. 14.7 ms per view; its PitchShift took 15.6 ms and its Reverb 6.6 ms per crop).
-PitchShift is a batched phase vocoder with a ratio per example (whole cents, no grouping); Reverb is one
-FFT convolution with a synthetic tail shaped like sox's freeverb (see `clmr/augmentations/functional.py`)."""
+Reverb is sox's freeverb exactly (closed-form response, one FFT convolution per stereo side, see
+docs/AUGMENTATIONS.md); PitchShift a batched WSOLA stretch plus resampling after sox's `pitch`."""
 # The original stack (torchaudio-augmentations 0.2.4 with sox), on the same kind of machine, ms per crop at p=1.
 ORIGINAL = {"PitchShift": 15.6, "Reverb": 6.6}
 

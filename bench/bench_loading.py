@@ -6,6 +6,7 @@
 Clips are generated in a temporary folder: 30 s mono at 22,050 Hz as 16-bit wav and as mp3, and the
 same samples as a raw int16 .npy (read through a memory map) to see whether a faster on-disk format
 would be worth adding. Each crop is `audio_length` samples (2.7 s) at a random offset of a random clip.
+A few clips are also written as 32-bit float wav, to time what the NaN/Inf check of a window read costs.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import soundfile as sf
 import torch
 
 from _common import command, machine, median_time, record, table
-from clmr.audio import read_window
+from clmr.audio import INTEGER_SUBTYPES, check_finite, read_window
 from clmr.config import load_config
 from clmr.datasets.dataset import AudioDataset
 from clmr.datasets.loading import crop_loader
@@ -45,6 +46,8 @@ def make_clips(folder: Path, n: int, mp3: int, seed: int = 0) -> None:
         np.save(folder / f"clip{i:03d}.npy", (audio * 32767).astype(np.int16))
         if i < mp3:
             sf.write(folder / f"clip{i:03d}.mp3", audio, SAMPLE_RATE, format="MP3")
+            (folder / "float32").mkdir(exist_ok=True)
+            sf.write(folder / "float32" / f"clip{i:03d}.wav", audio, SAMPLE_RATE, subtype="FLOAT")
 
 
 class Clips(AudioDataset):
@@ -136,6 +139,38 @@ def single_reads(folder: Path, args) -> tuple[str, dict]:
     return text, rates
 
 
+def finite_check_cost(folder: Path, args) -> str:
+    """What read_window's NaN/Inf check adds to a window read: the subtype look-up for every file, and the
+    scan of the samples for float ones. The check is timed alone, right after each read
+    (its samples still in the cache, as in read_window), since the difference of two whole-read timings
+    drowns in the noise of a busy machine."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for fmt, files in (("wav, 16-bit", sorted(folder.glob("clip*.wav"))),
+                       ("wav, 32-bit float", sorted((folder / "float32").glob("*.wav")))):
+        jobs = [(files[rng.integers(len(files))], int(rng.integers(SECONDS * SAMPLE_RATE - CROP)))
+                for _ in range(args.crops)]
+        read_s = median_time(lambda: [window(path, start) for path, start in jobs], args.repeat) / len(jobs)
+
+        def checks() -> float:
+            spent = 0.0
+            for path, start in jobs:
+                with sf.SoundFile(os.fsencode(path)) as f:
+                    f.seek(start)
+                    data = f.read(CROP, dtype="float32", always_2d=True)
+                    began = time.perf_counter()
+                    if not f.subtype.startswith(INTEGER_SUBTYPES):
+                        check_finite(path, data, start)
+                    spent += time.perf_counter() - began
+            return spent
+        check_s = float(np.median([checks() for _ in range(args.repeat)])) / len(jobs)
+        rows.append([fmt, f"{read_s * 1e3:.3f}", f"{check_s * 1e6:.1f}", f"{check_s / read_s:.1%}"])
+        print(f"  {fmt:18s} read {read_s * 1e3:.3f} ms, check {check_s * 1e6:.1f} us", flush=True)
+    return ("NaN/Inf check of window reads (a window of a float file holding NaN or infinity is refused, and "
+            "the track skipped):\n\n"
+            + table(["format", "window read, ms/crop", "the check, us/crop", "share of the read"], rows))
+
+
 def item_overhead(folder: Path, args) -> str:
     """Per-item Python work of CropDataset (random offsets, tensors, stacking) against bare reads of the same windows."""
     dataset = Clips(folder)
@@ -199,6 +234,8 @@ def main() -> None:
         print(f"generated {max(args.clips, 48)} clips of {SECONDS} s in {time.perf_counter() - began:.0f} s")
         print("single crops:")
         reads, rates = single_reads(folder, args)
+        print("the NaN/Inf check of window reads:")
+        finite = finite_check_cost(folder, args)
         overhead = item_overhead(folder, args)
         print(overhead)
         print("crop_loader (pairs of crops, no augmentation):")
@@ -208,7 +245,8 @@ def main() -> None:
             f"\"cold cache\" drops the file's pages with posix_fadvise before each read).\n\n"
             f"{reads}\n\nTarget: window reads at least 5x whole-file decode for a crop of a 30 s wav clip: "
             f"**{'met' if rates['wav'] >= 5 else 'not met'}** ({rates['wav']:.1f}x).\n\n"
-            f"{overhead}\n\n`crop_loader` pairs (two crops per track, no augmentation), wav:\n\n{loaders}\n\n"
+            f"{finite}\n\n{overhead}\n\n"
+            f"`crop_loader` pairs (two crops per track, no augmentation), wav:\n\n{loaders}\n\n"
             f"Load average at the end: {os.getloadavg()[0]:.1f}.\n")
     print()
     print(text)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from typing import Callable
@@ -9,8 +10,11 @@ from typing import Callable
 from clmr.audio import AudioFileError
 from clmr.config import ConfigError
 from clmr.datasets.dataset import DatasetError
+from clmr.datasets.download import DownloadError
+from clmr.filenames import printable, shown
+from clmr.preprocessing import PreprocessError
 
-USER_ERRORS = (AudioFileError, ConfigError, DatasetError, FileNotFoundError)
+USER_ERRORS = (AudioFileError, ConfigError, DatasetError, DownloadError, PreprocessError, FileNotFoundError)
 
 
 def quiet_libraries() -> None:
@@ -24,13 +28,35 @@ def quiet_libraries() -> None:
 
 
 def run(main: Callable[[], object]) -> None:
-    """Run a script's main(); a user error prints `error: ...` and exits with status 1."""
+    """Run a script's main(); a user error prints `error: ...` and exits with status 1.
+
+    An OSError about a file (a full disk, a read-only folder, a permission) is a user error too:
+    `error: <file>: <what the OS said>`. One that names no file is left to show its traceback: it is
+    more likely a bug than something the user can fix.
+    """
     quiet_libraries()
     try:
         main()
+    except OSError as err:
+        if err.filename is None:
+            if isinstance(err, USER_ERRORS):
+                _fail(str(err))
+            raise
+        _fail(file_error(err))
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(err))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def file_error(err: OSError) -> str:
+    """`<file>: <what the OS said>` (`<file> -> <other file>` for a failed rename or link)."""
+    names = shown(err.filename) + (f" -> {shown(err.filename2)}" if err.filename2 is not None else "")
+    reason = err.strerror or (os.strerror(err.errno) if err.errno else str(err))
+    return f"{names}: {reason}"
+
+
+def _fail(message: str) -> None:
+    print(f"error: {printable(message)}", file=sys.stderr)
+    sys.exit(1)

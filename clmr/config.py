@@ -1,88 +1,60 @@
 """One YAML file holds every option; each key is also a command-line flag of the same name.
 
 `load_config()` reads `config/config.yaml`, then the file named by `--config` (its keys override
-the defaults; keys it leaves out keep them), then the flags. A flag's type is the type of its YAML default, so `--max_epochs abc` is an error and
-`--finetuner_mlp true` means 1.
+the defaults; keys it leaves out keep them), then the flags. Every final value, from a file or a
+flag, is read as text and typed and checked by its key's rule (`clmr.options.RULES`): `max_epochs: abc`
+in a YAML file is refused as `--max_epochs abc` is, naming the file and key, and `--finetuner_mlp true`
+means 1.
 """
 from __future__ import annotations
 
 import argparse
 import difflib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import yaml
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
+from clmr.options import CHECKS, RULES, Option, Refused, Rule, rule_for_default
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
 
 
 class ConfigError(ValueError):
     """A configuration file or flag that cannot be used as it is."""
 
 
-def parse_bool(text: str) -> bool:
-    lowered = str(text).strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected 0/1/true/false, got {text!r}")
+@dataclass(frozen=True)
+class Given:
+    """An option's value as text, and where it came from (`--batch_size`, or `my.yaml: batch_size`)."""
+
+    text: str
+    where: str
 
 
-def parse_int(text: str) -> int:
-    lowered = str(text).strip().lower()
-    if lowered in _TRUE | _FALSE and not lowered.isdigit():
-        return int(parse_bool(lowered))
-    try:
-        return int(lowered)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def parse_number(text: str) -> float | int:
-    """A float option; an integer literal stays an int (Lightning's limit_* keys read ints as counts)."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def _parser_for(default: Any) -> Callable[[str], Any]:
-    if isinstance(default, bool):
-        return parse_bool
-    if isinstance(default, int):
-        return parse_int
-    if isinstance(default, float):
-        return parse_number
-    return str
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a config file: a flat mapping of option names to scalar defaults."""
+def read_yaml(path: str | Path) -> dict[str, str]:
+    """A config file as a flat mapping of option names to their values' text, exactly as a flag would give
+    them (`batch_size: 4` and `batch_size: "4"` both give "4"; the key's rule types it)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        data = yaml.load(path.read_text(), Loader=yaml.BaseLoader)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value")
     for key, value in data.items():
-        if value is None or isinstance(value, (dict, list)):
+        if not isinstance(value, str):
             raise ConfigError(f"{path}: option {key!r} must be a number, string or boolean")
     return data
 
 
-def _overrides(values: dict[str, Any], defaults: dict[str, Any], path: str) -> dict[str, Any]:
+def _overrides(values: dict[str, str], defaults: dict[str, Any], path: str) -> dict[str, str]:
     """Options of another config file; each must be a key of config/config.yaml."""
     unknown = sorted(set(values) - set(defaults))
     if unknown:
@@ -102,36 +74,85 @@ class _Parser(argparse.ArgumentParser):
             hint = "".join(f" (did you mean --{c[0]}?)" for c in close.values() if c)
         self.exit(2, f"{self.prog}: error: {message}{hint}\nvalid flags: {' '.join('--' + v for v in valid)}\n")
 
+    def format_help(self) -> str:
+        """Each option's rule in its help line, looked up only when help is asked for."""
+        for action in self._actions:
+            option = getattr(action, "option", None)
+            if option is not None:
+                action.help = (f"{option.help + '; ' if option.help else ''}{option.rule.expected()}; "
+                               f"default: {option.default}").replace("%", "%%")
+        return super().format_help()
 
-def build_parser(defaults: dict[str, Any], prog: str | None = None,
+
+def build_parser(options: dict[str, Option], prog: str | None = None,
                  positional: Sequence[tuple[str, dict]] = ()) -> argparse.ArgumentParser:
+    """Every option as a flag that takes its value as text; only the flags given appear in the result."""
     parser = _Parser(prog=prog, allow_abbrev=False, description="Every option of config/config.yaml is a flag of the same name.")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML file with the defaults")
     for name, kwargs in positional:
         parser.add_argument(name, **kwargs)
-    for key, value in defaults.items():
-        parser.add_argument(f"--{key}", type=_parser_for(value), default=value,
-                            metavar=type(value).__name__.upper(), help=f"default: {value!r}")
+    for key, option in options.items():
+        action = parser.add_argument(f"--{key}", default=argparse.SUPPRESS, metavar=option.rule.metavar)
+        action.option = option
     return parser
 
 
-def load_config(argv: Sequence[str] | None = None, prog: str | None = None,
-                extra: dict[str, Any] | None = None,
-                positional: Sequence[tuple[str, dict]] = ()) -> argparse.Namespace:
-    """Parse `argv` (default: sys.argv[1:]) against the YAML defaults.
+def _rule(key: str, default_text: str) -> Rule:
+    """The key's rule in the table; a key the table does not know yet is typed by its default, as a flag was."""
+    if key in RULES:
+        return RULES[key]
+    try:
+        return rule_for_default(yaml.safe_load(default_text))
+    except yaml.YAMLError:
+        return rule_for_default(default_text)
 
-    `extra` adds script-specific options (with their defaults) to those of the YAML file;
-    `positional` adds positional arguments as (name, argparse kwargs).
+
+def check_options(given: dict[str, Given], options: dict[str, Option]) -> dict[str, Any]:
+    """Each value typed and checked by its rule, then the checks of several keys together."""
+    values = {}
+    for key, item in given.items():
+        rule = options[key].rule
+        try:
+            values[key] = rule.parse(item.text)
+        except Refused as refused:
+            raise ConfigError(rule.refusal(item.where, item.text, refused.problem)) from None
+    from clmr.hardware import check_hardware
+
+    for check in (*CHECKS, check_hardware):
+        try:
+            check(values)
+        except Refused as refused:
+            item = given[refused.key]
+            raise ConfigError(options[refused.key].rule.refusal(item.where, item.text, refused.problem)) from None
+    return values
+
+
+def load_config(argv: Sequence[str] | None = None, prog: str | None = None,
+                extra: dict[str, Option | Any] | None = None,
+                positional: Sequence[tuple[str, dict]] = ()) -> argparse.Namespace:
+    """Parse `argv` (default: sys.argv[1:]) against the YAML defaults; raise ConfigError for a bad value.
+
+    `extra` adds script-specific options, each an `Option(default, rule)` (or a bare default, typed by
+    it); `positional` adds positional arguments as (name, argparse kwargs).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=str(DEFAULT_CONFIG))
     known, _ = pre.parse_known_args(argv)
+    label = DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])  # config/config.yaml
     try:
         defaults = read_yaml(DEFAULT_CONFIG)
+        given = {key: Given(text, f"{label}: {key}") for key, text in defaults.items()}
         if Path(known.config).resolve() != DEFAULT_CONFIG:
-            defaults.update(_overrides(read_yaml(known.config), defaults, known.config))
+            other = _overrides(read_yaml(known.config), defaults, known.config)
+            given.update({key: Given(text, f"{known.config}: {key}") for key, text in other.items()})
     except ConfigError as err:
-        raise SystemExit(f"error: --config {err}") from None
-    defaults.update(extra or {})
-    return build_parser(defaults, prog=prog, positional=positional).parse_args(argv)
+        raise ConfigError(f"--config {err}") from None
+    options = {key: Option(text, _rule(key, text)) for key, text in defaults.items()}
+    for key, option in (extra or {}).items():
+        options[key] = option if isinstance(option, Option) else Option(option, rule_for_default(option))
+        given[key] = Given(str(options[key].default), f"--{key} (default)")
+    flags = vars(build_parser(options, prog=prog, positional=positional).parse_args(argv))
+    config = flags.pop("config")
+    given.update({key: Given(flags.pop(key), f"--{key}") for key in list(flags) if key in options})
+    return argparse.Namespace(config=config, **flags, **check_options(given, options))

@@ -26,9 +26,13 @@ from torch import nn
 
 from clmr.atomic import atomic_path, write_json
 from clmr.config import ConfigError
-from clmr.inference import ClmrModel, load_model
+from clmr.filenames import shown
+from clmr.inference import MIN_CHUNK_FRACTION, ClmrModel, load_model
 
 OPSET = 21
+# The oldest opset the exporter writes for these models: torch's ONNX functions are written in opset 18 and
+# converted down, which works to 16 and silently keeps 18 below (measured with torch 2.14, onnxscript 0.7).
+MIN_OPSET = 16
 TOLERANCE = 1e-4
 CHECK_BATCHES = (1, 3)
 NOISE_RMS = 0.1  # -20 dBFS: the check's random audio is as loud as music, not full-scale noise
@@ -38,6 +42,18 @@ ENCODER_FILE, TAGGER_FILE, TAGS_FILE = "clmr_encoder.onnx", "clmr_tagger.onnx", 
 
 class ExportError(ConfigError):
     """An export that failed, or whose ONNX model does not compute what the PyTorch model does."""
+
+
+def max_opset() -> int:
+    """The newest opset the installed onnx package defines (a newer one is written as opset 18)."""
+    import onnx
+
+    return onnx.defs.onnx_opset_version()
+
+
+def written_opset(model) -> int:
+    """The version of the default (ai.onnx) operator set an ONNX model imports."""
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 class Tagger(nn.Module):
@@ -111,6 +127,9 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, audio_length: int, o
     with atomic_path(path) as tmp:
         program.save(tmp, external_data=False)
         model = onnx.load(str(tmp))
+        if written_opset(model) != opset:
+            raise ExportError(f"ONNX export of {path.name}: the exporter wrote opset {written_opset(model)}, "
+                              f"not the requested {opset} (it writes {MIN_OPSET} to {max_opset()})")
         for key, value in (metadata or {}).items():
             model.metadata_props.add(key=key, value=str(value))
         onnx.checker.check_model(model)
@@ -127,7 +146,10 @@ def check_onnx(path: str | os.PathLike, module: nn.Module, inputs: Sequence[tupl
     import onnxruntime as ort
 
     shown = name or path
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own exception types
+        raise ExportError(f"{shown}: onnxruntime cannot load the exported model ({str(err).splitlines()[0]})") from None
     input_name = session.get_inputs()[0].name
     results = []
     for label, x in inputs:
@@ -155,11 +177,11 @@ class Exported:
 
     def describe(self) -> str:
         worst = max(d for _, d in self.checks)
-        lines = [f"{self.path}  {self.size / 1e6:.1f} MB  {self.signature}",
+        lines = [f"{shown(self.path)}  {self.size / 1e6:.1f} MB  {self.signature}",
                  f"  onnxruntime vs PyTorch on {len(self.checks)} inputs (noise and music-like audio, batch 1 and 3): "
                  f"max |diff| {worst:.1e} <= {self.tolerance:.0e}  OK"]
         if self.extra:
-            lines.append(f"{self.extra}  tag names, activation and input format")
+            lines.append(f"{shown(self.extra)}  tag names, activation and input format")
         return "\n".join(lines)
 
 
@@ -188,6 +210,7 @@ def export_models(checkpoint_path: str | os.PathLike, finetuner_checkpoint_path:
         info = {"tags": model.tag_names, "activation": activation, "multilabel": model.multilabel,
                 "sample_rate": model.sample_rate, "audio_length": model.audio_length, "input": INPUT,
                 "output": PROBABILITIES, "track_score": "mean of the chunk probabilities over consecutive chunks",
+                "min_samples": int(np.ceil(MIN_CHUNK_FRACTION * model.audio_length)),  # shorter tracks are refused
                 "head_checkpoint": Path(str(finetuner_checkpoint_path)).name}
         output = f"{PROBABILITIES} (batch, {len(model.tag_names)}) {activation}"
         exported = _export_checked(tagger, out_dir / TAGGER_FILE, model, PROBABILITIES,

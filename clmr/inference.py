@@ -9,35 +9,33 @@ scores a track).
     get_scene_embeddings(audio, model)                       # (n_sounds, 512)
     get_timestamp_embeddings(audio, model)                   # (n_sounds, n_chunks, 512), centre times in ms
     for result in encode_files(paths, model): ...            # many files, chunks batched across files
-    embed_files(paths, model, "embeddings/")                 # resumable .npy + index.csv
+
+Embeddings of many files into a resumable folder (`predict.py --embeddings`): `clmr.embeddings.embed_files`.
 """
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import os
-import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from clmr import evaluation
-from clmr.atomic import atomic_path, write_json, write_text
-from clmr.audio import AudioFileError, find_audio_files, load_mono
+from clmr.audio import AudioFileError, audio_error, find_audio_files, load_mono
 from clmr.checkpoints import RANDOM, CheckpointError, file_sha256, load_encoder
+from clmr.filenames import shown
 from clmr.models import N_FEATURES
 
 SAMPLE_RATE = 22050
 AUDIO_LENGTH = 59049
 BATCH_SIZE = 32  # chunks per forward pass of the encoder
 MIN_CHUNK_FRACTION = 0.5  # a file shorter than this much of a chunk is too short to describe
+NON_FINITE_OUTPUT = "the encoder gave NaN or infinite values for this file (are its weights damaged?)"
 
 
 # -- chunking ------------------------------------------------------------------------------------
@@ -272,12 +270,12 @@ def load_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
     file is refused as too short.
     """
     if not Path(path).is_file():
-        raise AudioFileError(f"{path}: file not found")
-    audio = load_mono(path, sample_rate)
+        raise audio_error(path, "file not found")
+    audio = load_mono(path, sample_rate)  # refuses NaN and infinite samples
     min_samples = int(np.ceil(MIN_CHUNK_FRACTION * audio_length))
     if audio.shape[0] < min_samples:
-        raise AudioFileError(f"{path}: too short ({audio.shape[0] / sample_rate:.2f} s; at least "
-                             f"{min_samples / sample_rate:.2f} s, half a chunk, is needed)")
+        raise audio_error(path, f"too short ({audio.shape[0] / sample_rate:.2f} s; at least "
+                                f"{min_samples / sample_rate:.2f} s, half a chunk, is needed)")
     return audio
 
 
@@ -372,7 +370,11 @@ def encode_files(paths: Sequence[str | os.PathLike], model: ClmrModel, workers: 
         while pending and pending[0].remaining == 0:
             entry = pending.popleft()
             if entry.track.ok:
-                entry.track.embeddings = torch.cat(entry.parts)
+                embeddings = torch.cat(entry.parts)
+                if torch.isfinite(embeddings).all():
+                    entry.track.embeddings = embeddings
+                else:  # finite audio, so the weights: nothing NaN may reach a tag score or an embedding
+                    entry.track.error = f"{shown(entry.track.path)}: {NON_FINITE_OUTPUT}"
             yield entry.track
 
     for i, chunks, n_samples, error in loader:
@@ -434,7 +436,15 @@ def predict_files(paths: Sequence[str | os.PathLike], model: ClmrModel,
     """A TagPrediction per usable file, in order; a file that cannot be used comes back as its EncodedTrack
     with `error` set."""
     for track in encode_files(paths, model, workers):
-        yield predict_tags(track, model) if track.ok else track
+        if not track.ok:
+            yield track
+            continue
+        prediction = predict_tags(track, model)
+        if np.isfinite(prediction.chunk_probs).all():
+            yield prediction
+        else:
+            track.error = f"{shown(track.path)}: the probe head gave NaN or infinite scores (are its weights damaged?)"
+            yield track
 
 
 def taggram_paths(base: str | os.PathLike, paths: Sequence[Path]) -> dict[Path, Path]:
@@ -457,164 +467,7 @@ def taggram_paths(base: str | os.PathLike, paths: Sequence[Path]) -> dict[Path, 
 def format_prediction(pred: TagPrediction, k: int = 10) -> str:
     minutes, seconds = divmod(pred.duration_s, 60)
     n = len(pred.chunk_probs)
-    lines = [f"{pred.path}  {int(minutes)}:{seconds:04.1f}  ({n} chunk{'' if n == 1 else 's'})"]
+    lines = [f"{shown(pred.path)}  {int(minutes)}:{seconds:04.1f}  ({n} chunk{'' if n == 1 else 's'})"]
     width = max(len(t) for t, _ in pred.top(k))
     lines += [f"  {tag:<{width}}  {p:.3f}" for tag, p in pred.top(k)]
     return "\n".join(lines)
-
-
-# -- embeddings for many files, resumable ---------------------------------------------------------
-EMBEDDINGS, INDEX, CHUNKS, META, PARTS = "embeddings.npy", "index.csv", "chunk_embeddings.npy", "meta.json", "parts"
-
-
-@dataclass
-class EmbeddingSummary:
-    out_dir: Path
-    n_files: int
-    embedded: int           # rows written
-    computed: int           # of which computed in this run (the rest were found in parts/)
-    failed: list[tuple[Path, str]]
-    total_chunks: int
-
-
-def format_embedding_summary(summary: EmbeddingSummary) -> str:
-    out = summary.out_dir
-    earlier = summary.embedded - summary.computed
-    lines = [f"embedded {summary.embedded} of {summary.n_files} file(s)"
-             + (f" ({earlier} from an earlier run)" if earlier else "")
-             + f": {summary.total_chunks} chunks",
-             f"{out / EMBEDDINGS}  ({summary.embedded}, {N_FEATURES}) float32, one row per file",
-             f"{out / INDEX}  row, path, duration_s, n_chunks, chunk_offset"]
-    if (out / CHUNKS).is_file():
-        lines.append(f"{out / CHUNKS}  ({summary.total_chunks}, {N_FEATURES}) float32, chunks of each file in order")
-    if summary.failed:
-        lines.append(f"{out / META}  lists the {len(summary.failed)} skipped file(s) and why")
-    return "\n".join(lines)
-
-
-def _part_path(out_dir: Path, path: Path) -> Path:
-    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:24]
-    return out_dir / PARTS / f"{key}.npz"
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
-
-
-def _read_part(part: Path, path: Path, need_chunks: bool) -> dict | None:
-    """A file's saved result if it is still valid (same file size and mtime, chunks if needed)."""
-    if not part.is_file():
-        return None
-    try:
-        with np.load(part, allow_pickle=False) as data:
-            saved = {k: data[k] for k in data.files}
-        if (int(saved["size"]), int(saved["mtime_ns"])) != _stamp(path) or (need_chunks and "chunks" not in saved):
-            return None
-        return saved
-    except (OSError, ValueError, KeyError, EOFError):
-        return None  # half-written by a killed run of an older version, or unreadable: recompute
-
-
-def _write_part(part: Path, track: EncodedTrack, keep_chunks: bool) -> dict:
-    size, mtime_ns = _stamp(track.path)
-    arrays = dict(embedding=track.embedding.numpy().astype(np.float32), n_chunks=np.int64(track.n_chunks),
-                  duration_s=np.float64(track.duration_s), size=np.int64(size), mtime_ns=np.int64(mtime_ns))
-    if keep_chunks:
-        arrays.update(chunks=track.embeddings.numpy().astype(np.float32), times_ms=track.times_ms)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    with atomic_path(part) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    return arrays
-
-
-def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array)
-
-
-def _check_model(out_dir: Path, model: ClmrModel) -> None:
-    """parts/ of one output folder all come from one model; another model's would be silently mixed in."""
-    stamp = out_dir / PARTS / "model.json"
-    if stamp.is_file():
-        found = json.loads(stamp.read_text()).get("fingerprint")
-        if found != model.fingerprint:
-            raise CheckpointError(f"--embeddings {out_dir}: holds embeddings of another model or chunking "
-                                  f"({found}, now {model.fingerprint}); use another folder or delete it")
-    else:
-        write_json(stamp, {"fingerprint": model.fingerprint})
-
-
-def embed_files(inputs: Sequence[str | os.PathLike], model: ClmrModel, out_dir: str | os.PathLike,
-                chunk_embeddings: bool = False, workers: int = 0, progress: bool = True,
-                on_error: Callable[[Path, str], None] | None = None) -> EmbeddingSummary:
-    """One 512-d embedding per file (the mean over its chunks) into `out_dir`:
-
-        embeddings.npy        (N, 512) float32, row i = row i of index.csv
-        index.csv             row, path, duration_s, n_chunks, chunk_offset
-        chunk_embeddings.npy  (sum of n_chunks, 512), with chunk_embeddings: rows chunk_offset ... + n_chunks
-        meta.json             the model, the chunking, the files that failed and why
-        parts/                one .npz per finished file: a re-run skips files already embedded
-
-    Each file's result is written as soon as its last chunk is encoded, so a killed run loses at most
-    the files in the current batch. Unusable files are reported through `on_error` and skipped.
-    """
-    from tqdm import tqdm
-
-    out_dir = Path(out_dir)
-    paths = expand_paths(inputs)
-    if not paths:
-        raise AudioFileError(f"no audio files in {', '.join(map(str, inputs))}")
-    _check_model(out_dir, model)
-    report = on_error or (lambda path, reason: tqdm.write(f"skipped {reason}", file=sys.stderr))
-    saved: dict[int, dict] = {}
-    todo: list[int] = []
-    for i, path in enumerate(paths):
-        part = _read_part(_part_path(out_dir, path), path, chunk_embeddings) if path.is_file() else None
-        if part is None:
-            todo.append(i)
-        else:
-            saved[i] = part
-    failed: dict[int, str] = {}
-    bar = tqdm(total=len(paths), initial=len(saved), unit="file", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
-    with bar:
-        for track in encode_files([paths[i] for i in todo], model, workers):
-            i = todo[track.index]
-            if track.ok:
-                saved[i] = _write_part(_part_path(out_dir, paths[i]), track, chunk_embeddings)
-            else:
-                failed[i] = track.error
-                report(paths[i], track.error)
-            bar.update(1)
-    rows = [i for i in range(len(paths)) if i in saved]
-    _assemble(out_dir, model, paths, rows, saved, failed, chunk_embeddings)
-    return EmbeddingSummary(out_dir, len(paths), len(rows), len(todo) - len(failed),
-                            [(paths[i], failed[i]) for i in sorted(failed)],
-                            sum(int(saved[i]["n_chunks"]) for i in rows))
-
-
-def _assemble(out_dir: Path, model: ClmrModel, paths: list[Path], rows: list[int], saved: dict[int, dict],
-              failed: dict[int, str], chunk_embeddings: bool) -> None:
-    embeddings = np.stack([saved[i]["embedding"] for i in rows]).astype(np.float32) if rows \
-        else np.zeros((0, N_FEATURES), np.float32)
-    save_npy(out_dir / EMBEDDINGS, embeddings)
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["row", "path", "duration_s", "n_chunks", "chunk_offset"])
-    offset = 0
-    for row, i in enumerate(rows):
-        n = int(saved[i]["n_chunks"])
-        writer.writerow([row, str(paths[i]), f"{float(saved[i]['duration_s']):.3f}", n, offset])
-        offset += n
-    write_text(out_dir / INDEX, text.getvalue())
-    if chunk_embeddings:
-        chunks = np.concatenate([saved[i]["chunks"] for i in rows]) if rows else np.zeros((0, N_FEATURES), np.float32)
-        save_npy(out_dir / CHUNKS, chunks.astype(np.float32))
-    write_json(out_dir / META, {
-        "checkpoint": model.source, "model": model.fingerprint, "sample_rate": model.sample_rate,
-        "audio_length": model.audio_length, "hop_length": model.hop_length,
-        "embedding": "mean of the chunk representations (512-d)", "files": len(paths), "rows": len(rows),
-        "chunk_embeddings": CHUNKS if chunk_embeddings else None,
-        "failed": [{"path": str(paths[i]), "reason": failed[i].removeprefix(f"{paths[i]}: ")} for i in sorted(failed)]})

@@ -87,6 +87,8 @@ class NTXentLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.5):
         super().__init__()
+        if not temperature > 0:  # 0 gives NaN losses, a negative one makes the positives the least similar
+            raise ValueError(f"NT-Xent temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
     def forward(self, z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:

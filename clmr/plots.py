@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
+# A file name in a title may hold characters the font lacks (emoji): drawn as boxes, not warned about.
+warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
 from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 

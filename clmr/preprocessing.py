@@ -1,21 +1,25 @@
 """Converting a dataset's audio to mono 16-bit wav at one sample rate, in parallel, resumably, with a manifest.
 
-`plan_mirror` lists the conversion jobs for a folder tree (each input's output mirrors its path, with
-`.wav`); `convert_all` runs them over worker processes and writes `<output root>/manifest.json`:
+`plan_mirror` (clmr/conversion_plan.py) lists the conversion jobs for a folder tree; `convert_all` runs
+them over worker processes and writes `<output root>/manifest.json`:
 
-    {"converted": [...], "skipped": [{"input", "output", "reason"}], "failed": [{"input", "reason"}], ...}
+    {"converted": [...], "skipped": [{"input", "output", "reason"}], "failed": [{"input", "reason"}],
+     "unwritten": [{"input", "output", "reason"}], ...}
 
 A re-run converts only what is missing: an output that exists, reads as mono at the target rate and is
 not empty is kept ("up to date"); outputs are written under a temporary name and renamed, so a killed
 run never leaves a half-written file under the final name; inputs that failed before and have not
-changed since (same size and modification time) are not decoded again. Corrupt or empty inputs are
-recorded as failed with the reason, never fatal; a file that kills its worker process fails alone.
+changed since (same size and modification time) are not decoded again. Corrupt, empty or non-finite
+(NaN/Inf) inputs are recorded as failed with the reason, never fatal; a file that kills its worker
+process fails alone. A failure of the output (a full disk) is not the input's: the run stops with one
+line naming the file, the manifest lists it as unwritten, and the next run converts it.
 
 Decoding is libsndfile's (wav, flac, ogg, mp3, aiff, au); resampling is soxr's, which
 bench/bench_preprocess.py measured faster than torchaudio's and at least as accurate.
 """
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -25,65 +29,35 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import soundfile as sf
 
-from clmr.atomic import write_json
-from clmr.audio import AUDIO_EXTENSIONS, AudioFileError, audio_info, load_mono, write_wav
+from clmr.atomic import check_writable, write_json
+from clmr.audio import AudioAccessError, AudioFileError, audio_info, load_mono, write_wav
+from clmr.conversion_plan import INPUT_EXTENSIONS, Job, PreprocessError, distinct_outputs, plan_mirror
+from clmr.filenames import shown
+
+__all__ = ["INPUT_EXTENSIONS", "Job", "PreprocessError", "Result", "bare_flags", "convert_all", "convert_file",
+           "distinct_outputs", "plan_mirror", "summary"]
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+MANIFEST_VERSION = 2  # 2: write failures are "unwritten", not "failed" (version 1's failures are retried once)
+UNWRITTEN = "unwritten"
 UNCHANGED = " (unchanged since the last run)"
-INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (".au", ".snd")
-
-
-class PreprocessError(ValueError):
-    """A conversion that cannot start: missing input folder, bad option."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """Convert `src` to `dst`; `skip` holds a reason when the input is known to be unusable."""
-
-    src: Path
-    dst: Path
-    skip: str = ""
 
 
 @dataclass
 class Result:
     src: str
     dst: str
-    status: str  # converted | skipped | failed
+    status: str  # converted | skipped | failed (the input) | unwritten (the output)
     reason: str = ""
     seconds: float = 0.0  # audio seconds written
     size: int = -1  # input size and mtime, to recognise an unchanged failed input
     mtime_ns: int = -1
-
-
-def plan_mirror(src_root: str | os.PathLike, dst_root: str | os.PathLike,
-                exclude: Mapping[str, str] | None = None,
-                extensions: Iterable[str] = INPUT_EXTENSIONS) -> list[Job]:
-    """One job per audio file below `src_root`, its output at the same relative path below `dst_root` as .wav.
-
-    `exclude` maps relative input paths (with `/`) to the reason they are skipped.
-    """
-    if not Path(src_root).is_dir():
-        raise PreprocessError(f"{src_root}: input folder not found")
-    src_root, dst_root = Path(src_root).resolve(), Path(dst_root).resolve()
-    extensions = tuple(e.lower() for e in extensions)
-    exclude = exclude or {}
-    jobs = []
-    for src in sorted(src_root.rglob("*")):
-        if src.suffix.lower() not in extensions or src.name.startswith(".") or not src.is_file():
-            continue
-        rel = src.relative_to(src_root)
-        if dst_root in src.parents:  # an output folder inside the input folder is not input
-            continue
-        jobs.append(Job(src, dst_root / rel.with_suffix(".wav"), exclude.get(rel.as_posix(), "")))
-    return jobs
 
 
 def is_up_to_date(dst: Path, sample_rate: int) -> bool:
@@ -96,7 +70,12 @@ def is_up_to_date(dst: Path, sample_rate: int) -> bool:
 
 
 def convert_file(job: Job, sample_rate: int) -> Result:
-    """Decode, mix to mono, resample and write one file; never raises for a bad input."""
+    """Decode, mix to mono, resample and write one file; never raises for a bad input or a failed write.
+
+    A bad input is "failed" (recorded; not decoded again while unchanged, except where the OS refused to
+    open it, which the next run tries again); a failed write is "unwritten" (the output's fault, never
+    recorded as the input's).
+    """
     src, dst = job.src, job.dst
     try:
         stat = src.stat()
@@ -111,13 +90,18 @@ def convert_file(job: Job, sample_rate: int) -> Result:
         return result
     try:
         audio = load_mono(src, sample_rate)
-        write_wav(dst, audio, sample_rate)
+    except AudioAccessError as err:
+        return Result(str(src), str(dst), "failed", err.reason)  # no size: tried again by the next run
     except AudioFileError as err:
-        result.reason = str(err).removeprefix(f"{src}: ")
+        result.reason = err.reason
         return result
     except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as err:
         result.reason = f"cannot decode ({type(err).__name__}: {err})"
         return result
+    try:
+        write_wav(dst, audio, sample_rate)
+    except OSError as err:
+        return Result(str(src), str(dst), UNWRITTEN, f"cannot write the converted file ({err.strerror or err})")
     result.status, result.seconds = "converted", len(audio) / sample_rate
     return result
 
@@ -126,15 +110,44 @@ def _convert_star(args: tuple[Job, int]) -> Result:
     return convert_file(*args)
 
 
-def _previous_failures(manifest: Path) -> dict[str, dict]:
-    """Failed inputs of the previous run, by input path, to skip those that have not changed."""
-    import json
-
+def _previous_manifest(manifest: Path) -> dict:
     try:
-        data = json.loads(manifest.read_text())
-        return {f["input"]: f for f in data.get("failed", []) if f.get("size", -1) >= 0}
-    except (OSError, ValueError, TypeError, AttributeError):
+        data = json.loads(manifest.read_bytes().decode("utf-8", "surrogateescape"))
+    except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _previous_failures(previous: dict) -> dict[str, dict]:
+    """Failed inputs of the previous run, by input path, to skip those that have not changed. A manifest
+    of version 1 recorded full-disk write errors as decode failures: its failures are tried again."""
+    if previous.get("version") != MANIFEST_VERSION:
+        return {}
+    try:
+        return {f["input"]: f for f in previous.get("failed", []) if f.get("size", -1) >= 0}
+    except (TypeError, AttributeError, KeyError):
+        return {}
+
+
+def _remove_renamed_outputs(previous: dict, jobs: list[Job], dst_root: Path) -> list[str]:
+    """Outputs an earlier run wrote for an input that now has another output name (a collision found
+    since, or the version that let tone.flac and tone.ogg overwrite each other's tone.wav): removed, so
+    that the converted folder does not hold a track twice (or a wrongly named one)."""
+    earlier: dict[str, str] = {}
+    try:
+        for entry in previous.get("converted", []) + previous.get("skipped", []):
+            earlier[entry["input"]] = entry["output"]
+    except (TypeError, AttributeError, KeyError):
+        return []
+    current = {str(job.dst) for job in jobs}
+    removed = []
+    for job in jobs:
+        old = earlier.get(str(job.src))
+        if old and old != str(job.dst) and old not in current and Path(old).parent.is_relative_to(dst_root) \
+                and Path(old).is_file():
+            Path(old).unlink()
+            removed.append(old)
+    return removed
 
 
 def _remove_stale_temporaries(dst_root: Path) -> int:
@@ -145,20 +158,26 @@ def _remove_stale_temporaries(dst_root: Path) -> int:
 
 
 def convert_all(jobs: list[Job], dst_root: str | os.PathLike, sample_rate: int, workers: int = 0,
-                dataset: str = "", progress: bool = True) -> dict:
+                dataset: str = "", progress: bool = True, flag: str = "--dataset_dir") -> dict:
     """Run `jobs` over `workers` processes (0 or 1: in this process); write and return the manifest.
 
-    The manifest is written atomically to `<dst_root>/manifest.json` and also lists, for each file,
-    why it was skipped or failed.
+    The output folder is checked first (a read-only or full one is refused, naming it and `flag`, the
+    option that chose it). The manifest is written atomically to `<dst_root>/manifest.json` and lists,
+    for each file, why it was skipped or failed. A write that fails stops the run (PreprocessError).
     """
     if sample_rate <= 0:
         raise PreprocessError(f"--sample_rate must be positive, got {sample_rate}")
     dst_root = Path(dst_root)
+    check_writable(dst_root, flag)
     manifest_path = dst_root / MANIFEST
     removed = _remove_stale_temporaries(dst_root)
     if removed:
         log.info("removed %d half-written temporary file(s) of an interrupted run", removed)
-    before = _previous_failures(manifest_path)
+    previous = _previous_manifest(manifest_path)
+    renamed = _remove_renamed_outputs(previous, jobs, dst_root.resolve())
+    if renamed:
+        log.info("removed %d output(s) of an earlier run whose inputs now have distinct output names", len(renamed))
+    before = _previous_failures(previous)
     results: list[Result] = []
     todo: list[Job] = []
     for job in jobs:
@@ -176,7 +195,19 @@ def convert_all(jobs: list[Job], dst_root: str | os.PathLike, sample_rate: int, 
     results.extend(_run(todo, sample_rate, workers, progress))
     elapsed = time.perf_counter() - started
     manifest = _manifest(results, dataset, sample_rate, workers, elapsed, dst_root)
-    write_json(manifest_path, manifest)
+    manifest["removed_renamed_outputs"] = renamed
+    unwritten = manifest[UNWRITTEN]
+    try:
+        write_json(manifest_path, manifest)
+    except OSError:
+        if not unwritten:
+            raise
+        log.warning("could not write %s either", shown(manifest_path))
+    if unwritten:
+        first = unwritten[0]
+        raise PreprocessError(f"{shown(first['output'])}: {first['reason']}; stopped after converting "
+                              f"{manifest['counts']['converted']} file(s), which are kept: run preprocess.py "
+                              f"again to convert the rest once the folder can be written")
     return manifest
 
 
@@ -197,11 +228,15 @@ def _run(todo: list[Job], sample_rate: int, workers: int, progress: bool) -> lis
         for job in todo:
             results.append(convert_file(job, sample_rate))
             bar.update()
+            if results[-1].status == UNWRITTEN:
+                break
     else:
         pending = list(todo)
         while pending:
             done = _run_pool(pending, sample_rate, workers, results, bar)
             pending = pending[done:]
+            if results and results[-1].status == UNWRITTEN:
+                break
             if pending:  # a worker died (a decoder crash, the OOM killer): try the next file alone
                 suspect = pending.pop(0)
                 results.append(_run_isolated(suspect, sample_rate))
@@ -227,8 +262,11 @@ def _run_pool(jobs: list[Job], sample_rate: int, workers: int, results: list[Res
                 results.append(result)
                 done += 1
                 bar.update()
+                if result.status == UNWRITTEN:  # the output folder is full or gone: the rest would fail too
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    break
     except BrokenProcessPool:
-        log.warning("a conversion worker died; restarting the pool after checking %s alone", jobs[done].src)
+        log.warning("a conversion worker died; restarting the pool after checking %s alone", shown(jobs[done].src))
     return done
 
 
@@ -252,8 +290,10 @@ def _manifest(results: list[Result], dataset: str, sample_rate: int, workers: in
     converted = [entry(r, "seconds") for r in results if r.status == "converted"]
     skipped = [entry(r, "reason") for r in results if r.status == "skipped"]
     failed = [entry(r, "reason", "size", "mtime_ns") for r in results if r.status == "failed"]
+    unwritten = [entry(r, "reason") for r in results if r.status == UNWRITTEN]
     audio_seconds = sum(r.seconds for r in results if r.status == "converted")
     return {
+        "version": MANIFEST_VERSION,
         "dataset": dataset,
         "output_root": str(dst_root),
         "sample_rate": sample_rate,
@@ -266,6 +306,7 @@ def _manifest(results: list[Result], dataset: str, sample_rate: int, workers: in
         "converted": converted,
         "skipped": skipped,
         "failed": failed,
+        UNWRITTEN: unwritten,
     }
 
 
@@ -273,12 +314,15 @@ def summary(manifest: dict) -> str:
     """One line per outcome, and the first few failures with their reasons."""
     c = manifest["counts"]
     lines = [f"{manifest['dataset'] or 'audio'}: {c['converted']} converted, {c['skipped']} skipped, "
-             f"{c['failed']} failed -> {manifest['output_root']} (manifest: {MANIFEST})"]
+             f"{c['failed']} failed -> {shown(manifest['output_root'])} (manifest: {MANIFEST})"]
     reasons: dict[str, int] = {}
     for s in manifest["skipped"]:
         reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
     lines += [f"  skipped {n}: {reason}" for reason, n in sorted(reasons.items())]
-    lines += [f"  failed: {f['input']}: {f['reason']}" for f in manifest["failed"][:10]]
+    if manifest.get("removed_renamed_outputs"):
+        lines.append(f"  removed {len(manifest['removed_renamed_outputs'])} output(s) of an earlier run whose "
+                     f"inputs now have distinct output names")
+    lines += [f"  failed: {shown(f['input'])}: {f['reason']}" for f in manifest["failed"][:10]]
     if len(manifest["failed"]) > 10:
         lines.append(f"  ... and {len(manifest['failed']) - 10} more failures in the manifest")
     return "\n".join(lines)

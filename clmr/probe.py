@@ -35,12 +35,13 @@ from pytorch_lightning import seed_everything
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from clmr.atomic import write_json
+from clmr.atomic import check_writable, write_json
 from clmr.checkpoints import RANDOM, CheckpointError, file_sha256, head_state_dict, load_encoder
 from clmr.config import ConfigError
 from clmr.datasets import dataset_from_config
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.evaluation import label_fraction_tracks, probabilities, track_level_scores, track_metrics
+from clmr.filenames import shown
 from clmr.models import N_FEATURES, SampleCNN
 from clmr.modules.linear_evaluation import LinearEvaluation
 from clmr.plots import per_tag_figure, save_figure
@@ -138,6 +139,24 @@ def check_config(cfg: Namespace) -> None:
                               f"(e.g. {run_name(cfg, STAGE)}_linear)")
 
 
+def check_outputs(cfg: Namespace) -> None:
+    """The run folder and the representation cache take files: a read-only or full --log_dir is refused
+    before any representation is extracted, not when results.json is written."""
+    check_writable(Path(cfg.log_dir) / run_name(cfg, STAGE), "--log_dir")
+    check_writable(cache_dir(cfg), "--log_dir")
+
+
+def check_finite_representations(reps: Representations, encoder: Encoder, where: str) -> None:
+    """The audio is finite (the readers refuse NaN), so NaN or infinite representations come from the
+    encoder's weights: stop before a head is trained on them and a NaN score is written."""
+    bad = int((~torch.isfinite(reps.features)).any(dim=1).sum())
+    if bad:
+        source = shown(encoder.info.get("checkpoint_path", encoder.label))
+        raise CheckpointError(f"--checkpoint_path {source}: the encoder gave NaN or infinite representations for "
+                              f"{bad} of {len(reps)} crops of {where}; its weights are damaged (a run whose loss "
+                              f"became NaN?)")
+
+
 def labelled_subsets(cfg: Namespace) -> dict[str, AudioDataset]:
     subsets = {s: dataset_from_config(cfg, s) for s in ("train", "valid", "test")}
     if not subsets["train"].labelled:
@@ -218,6 +237,7 @@ def test_scores(module: LinearEvaluation, test: Representations, multilabel: boo
 def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
     """Linear evaluation of `encoder` on --dataset; writes the run's outputs and returns results.json's content."""
     check_config(cfg)
+    check_outputs(cfg)
     began = time.perf_counter()
     subsets = labelled_subsets(cfg)
     train_set, test_set = subsets["train"], subsets["test"]
@@ -227,8 +247,11 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
         encoder = with_batchnorm_from(encoder, train_set, cfg, device)
 
     def reps(subset: str, how: str) -> Representations:
-        return representations(encoder.model, encoder.id, subsets[subset], how, batch_size=cfg.finetuner_batch_size,
-                               cache_dir=cache_dir(cfg), seed=cfg.seed, workers=cfg.workers, device=device)
+        extracted = representations(encoder.model, encoder.id, subsets[subset], how, seed=cfg.seed,
+                                    batch_size=cfg.finetuner_batch_size, cache_dir=cache_dir(cfg),
+                                    workers=cfg.workers, device=device)
+        check_finite_representations(extracted, encoder, f"{cfg.dataset}/{subset}")
+        return extracted
 
     train, valid, test = reps("train", mode), reps("valid", mode), reps("test", "chunks")
     used = label_fraction_tracks(len(train_set), cfg.finetuner_label_fraction, cfg.seed)
@@ -311,7 +334,7 @@ def _tags_of(dataset: AudioDataset, idx: int, tags: list[str]) -> str:
 
 
 def _clean(text: str) -> str:
-    return " ".join(str(text).split())  # the projector's metadata is tab-separated, one line per track
+    return " ".join(shown(text).split())  # the projector's metadata is tab-separated, one line per track
 
 
 # -- what a user reads --------------------------------------------------------------------------

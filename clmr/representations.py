@@ -14,13 +14,14 @@ a changed file or checkpoint is extracted again.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,7 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from clmr.atomic import atomic_path
+from clmr.atomic import write_bytes
+from clmr.audio import AudioFileError
 from clmr.datasets.dataset import AudioDataset
 from clmr.evaluation import chunk_starts
 
@@ -91,8 +93,22 @@ class _Windows(Dataset):
     def __len__(self) -> int:
         return len(self.tracks)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.dataset.read(int(self.tracks[i]), int(self.starts[i]), self.dataset.audio_length)
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        """The crop and "", or silence and why the crop could not be read (raised by `_batches`, in the main
+        process: raised in a DataLoader worker, the error would reach the user wrapped in its traceback)."""
+        try:
+            return self.dataset.read(int(self.tracks[i]), int(self.starts[i]), self.dataset.audio_length), ""
+        except AudioFileError as err:
+            return torch.zeros(1, self.dataset.audio_length), str(err)
+
+
+def _batches(loader: DataLoader, dataset: AudioDataset) -> Iterator[torch.Tensor]:
+    for batch, errors in loader:
+        for error in errors:
+            if error:
+                raise AudioFileError(f"{error}; linear evaluation reads every crop of {dataset.name}/"
+                                     f"{dataset.subset}: replace or remove the file")
+        yield batch
 
 
 @torch.inference_mode()
@@ -104,7 +120,8 @@ def encode(encoder: nn.Module, dataset: AudioDataset, tracks: np.ndarray, starts
                         num_workers=max(workers, 0), pin_memory=torch.device(device).type == "cuda")
     encoder = encoder.to(device).eval()
     out = []
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=desc is None):
+    for batch in tqdm(_batches(loader, dataset), desc=desc, unit="batch", leave=False, disable=desc is None,
+                      total=len(loader)):
         out.append(encoder(batch.to(device, non_blocking=True)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, 0)
 
@@ -126,7 +143,7 @@ def calibrate_batchnorm(encoder: nn.Module, dataset: AudioDataset, tracks: np.nd
     loader = DataLoader(_Windows(dataset, tracks, starts), batch_size=batch_size, shuffle=False,
                         drop_last=len(tracks) % batch_size == 1)  # BatchNorm needs two examples per batch
     encoder = encoder.to(device).train()
-    for batch in loader:
+    for batch in _batches(loader, dataset):
         encoder(batch.to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
@@ -176,8 +193,9 @@ def representations(encoder: nn.Module | Callable[[], nn.Module], encoder_id: st
                       desc=f"encoding {dataset.name}/{dataset.subset} ({len(tracks)} crops)")
     reps = Representations(features, torch.from_numpy(tracks), torch.from_numpy(starts), len(dataset), path,
                            seconds=time.perf_counter() - began)
-    if path is not None:
-        with atomic_path(path) as tmp:
-            torch.save({"features": reps.features, "track": reps.track, "start": reps.start,
-                        "n_tracks": reps.n_tracks, "encoder": encoder_id, "mode": mode}, tmp)
+    if path is not None:  # through memory, so that a full disk is an OSError naming the cache, not torch's error
+        buffer = io.BytesIO()
+        torch.save({"features": reps.features, "track": reps.track, "start": reps.start,
+                    "n_tracks": reps.n_tracks, "encoder": encoder_id, "mode": mode}, buffer)
+        write_bytes(path, buffer.getbuffer())
     return reps

@@ -104,9 +104,15 @@ class RunLock:
                 raise RunInUse(self._in_use(holder))
             note = (f"took over the stale lock {self.path} of pid {pid} on this host (started "
                     f"{holder.get('started', '?')}): that run is no longer running")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(self.owner()) + "\n").encode(), 0)
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, (json.dumps(self.owner()) + "\n").encode())
+            os.fsync(fd)
+        except OSError:  # a full disk: leave no empty lock behind
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            raise
         return True, note
 
     @staticmethod

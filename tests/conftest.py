@@ -92,6 +92,223 @@ def assert_finite_json(value) -> None:
             assert_finite_json(item)
 
 
+def _answering(original, value):
+    """A stand-in for a torch device query that answers `value` (keeping `__wrapped__`, which torch._dynamo reads)."""
+    import functools
+
+    return functools.wraps(original)(lambda *args, **kwargs: value)
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """As on a machine without a GPU: torch sees no CUDA device and no MPS device."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", _answering(torch.cuda.is_available, False))
+    monkeypatch.setattr(torch.cuda, "device_count", _answering(torch.cuda.device_count, 0))
+    monkeypatch.setattr(torch.backends.mps, "is_available", _answering(torch.backends.mps.is_available, False))
+
+
+@pytest.fixture
+def visible_gpus(monkeypatch):
+    """`visible_gpus(n)`: as far as torch.cuda.is_available() and device_count() tell, n CUDA GPUs are visible."""
+    import torch
+
+    def pretend(n: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", _answering(torch.cuda.is_available, n > 0))
+        monkeypatch.setattr(torch.cuda, "device_count", _answering(torch.cuda.device_count, n))
+
+    return pretend
+
+
+# -- file-system conditions: read-only and full folders, files the process may not read ---------------
+# (added for the audio-file, file-name and output-path cases; tests run as root, which bypasses
+# permission bits, so these use a real mount where the machine permits one, else patched OS calls)
+import ctypes  # noqa: E402
+import errno  # noqa: E402
+import os  # noqa: E402
+import pickle  # noqa: E402
+
+_MS_RDONLY, _MNT_DETACH = 1, 2
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _mount_tmpfs(target: Path, size: int, read_only: bool) -> bool:
+    """Mount a tmpfs of `size` bytes at `target`; False where this process may not mount."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not sys.platform.startswith("linux"):
+        return False
+    flags = _MS_RDONLY if read_only else 0
+    return _libc().mount(b"tmpfs", os.fsencode(target), b"tmpfs", flags, f"size={size}".encode()) == 0
+
+
+def can_mount() -> bool:
+    """Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN, outside a locked-down container)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        if not _mount_tmpfs(Path(folder), 4096, read_only=True):
+            return False
+        _libc().umount2(os.fsencode(folder), _MNT_DETACH)
+        return True
+
+
+class FolderConditions:
+    """Makes folders read-only or small (a disk that fills), by a tmpfs mount where permitted, else by
+    patching os.open, os.mkdir and os.write (what clmr's writes go through) to fail below the folder.
+
+    `simulate=True` forces the patched variant, to test it where mounting works too."""
+
+    def __init__(self, tmp_path: Path, monkeypatch, simulate: bool = False):
+        self.tmp_path, self.monkeypatch, self.simulate = tmp_path, monkeypatch, simulate
+        self.mounted: list[Path] = []
+        self.read_only_roots: list[Path] = []
+        self.quotas: dict[Path, int] = {}
+        self._fds: dict[int, Path] = {}
+        self._patched = False
+
+    def read_only(self, name: str = "read_only") -> Path:
+        """An empty folder in which nothing can be created (EROFS)."""
+        folder = self.tmp_path / name
+        folder.mkdir()
+        if not self.simulate and _mount_tmpfs(folder, 64 * 1024, read_only=True):
+            self.mounted.append(folder)
+        else:
+            self.read_only_roots.append(folder.resolve())
+            self._patch()
+        return folder
+
+    def small(self, size: int, name: str = "small") -> Path:
+        """An empty folder that holds at most `size` bytes of file data (ENOSPC beyond; tmpfs counts whole
+        pages of 4 KiB)."""
+        folder = self.tmp_path / name
+        folder.mkdir()
+        if not self.simulate and _mount_tmpfs(folder, size, read_only=False):
+            self.mounted.append(folder)
+        else:
+            self.quotas[folder.resolve()] = size
+            self._patch()
+        return folder
+
+    def _root_of(self, path, roots) -> Path | None:
+        try:
+            resolved = Path(os.fsdecode(path)).resolve()
+        except (TypeError, ValueError):
+            return None
+        return next((r for r in roots if resolved == r or r in resolved.parents), None)
+
+    def _patch(self) -> None:
+        if self._patched:
+            return
+        self._patched = True
+        real_open, real_mkdir, real_write, real_close = os.open, os.mkdir, os.write, os.close
+        writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+        def fake_open(path, flags, mode=0o777, *, dir_fd=None):
+            if flags & writing and self._root_of(path, self.read_only_roots):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+            fd = real_open(path, flags, mode, dir_fd=dir_fd)
+            root = self._root_of(path, list(self.quotas)) if flags & writing else None
+            if root is not None:
+                self._fds[fd] = root
+            return fd
+
+        def fake_mkdir(path, mode=0o777, *, dir_fd=None):
+            if self._root_of(path, self.read_only_roots):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+            return real_mkdir(path, mode, dir_fd=dir_fd)
+
+        def fake_write(fd, data):
+            root = self._fds.get(fd)
+            if root is not None:
+                used = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+                if used + len(data) > self.quotas[root]:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_write(fd, data)
+
+        def fake_close(fd):
+            self._fds.pop(fd, None)
+            return real_close(fd)
+
+        for name, fake in (("open", fake_open), ("mkdir", fake_mkdir), ("write", fake_write), ("close", fake_close)):
+            self.monkeypatch.setattr(os, name, fake)
+
+    def release(self) -> None:
+        for folder in reversed(self.mounted):
+            _libc().umount2(os.fsencode(folder), _MNT_DETACH)
+        self.mounted.clear()
+
+
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    """`folders.read_only()`, `folders.small(size)`: see FolderConditions. CLMR_TEST_SIMULATE_FOLDERS=1 forces
+    the patched variant (what a machine without mounts runs)."""
+    simulate = os.environ.get("CLMR_TEST_SIMULATE_FOLDERS") == "1"
+    conditions = FolderConditions(tmp_path, monkeypatch, simulate=simulate)
+    yield conditions
+    conditions.release()
+
+
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _drop_file_permission_override() -> None:
+    """Lose root's power to read and write any file (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH): from here on
+    this process obeys permission bits as any user does."""
+    libc = _libc()
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # (effective, permitted, inheritable) x 2
+    if libc.capget(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        data[0] &= ~(1 << cap)
+        data[1] &= ~(1 << cap)
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def run_unprivileged(function, *args):
+    """`function(*args)` as a process that obeys file permissions: in a forked child that has dropped root's
+    override (or here, when not root). Its value (or exception) comes back pickled."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return function(*args)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.close(read)
+            _drop_file_permission_override()
+            try:
+                outcome = ("value", function(*args))
+            except BaseException as err:  # noqa: BLE001 - sent back to the parent
+                outcome = ("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
+            with os.fdopen(write, "wb") as pipe:
+                pickle.dump(outcome, pipe)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        payload = pipe.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(payload)
+    if kind == "error":
+        pytest.fail(f"in the unprivileged process: {value}")
+    return value
+
+
+def assert_printable(text: str) -> None:
+    """What a script printed can be written to a strict UTF-8 terminal: no raw undecodable bytes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        pytest.fail(f"unprintable output ({err}): {text!r}")
+
+
 # -- main.py's tiny runs (tests/test_main.py, the checkpoint cases of tests/test_hostile_inputs.py) -------------
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:

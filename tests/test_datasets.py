@@ -1,7 +1,9 @@
 """Datasets: the generated `synthetic` dataset, window reads, the `audio` folder, crops and the registry."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import threading
@@ -17,6 +19,7 @@ from clmr.config import load_config
 from clmr.datasets import CropDataset, DatasetError, dataset_from_config, get_dataset
 from clmr.datasets.audio_folder import AudioFolder
 from clmr.datasets.synthetic import MARKER, TAGS, SyntheticDataset, Track, make_track, render
+from conftest import run_unprivileged
 
 SR = 22050
 SMALL = dict(n_tracks=40, duration=3.0)  # 28 / 6 / 6 tracks of 66,150 samples: generated in about a second
@@ -326,6 +329,76 @@ def test_crop_dataset_substitutes_a_track_that_fails_to_decode(tmp_path, caplog)
     assert abs(float(views.mean()) - 0.3) < 0.01  # c.flac stood in for b.flac
     assert "b.flac" in caplog.text and crops.failed == {1}
     assert abs(float(crops[0][0].mean()) - 0.1) < 0.01 and abs(float(crops[2][0].mean()) - 0.3) < 0.01
+
+
+def test_crop_dataset_substitutes_a_track_whose_window_holds_nan_or_inf(tmp_path, caplog):
+    n = 5000
+    for name, level in (("a", 0.1), ("b", 0.2), ("c", 0.3), ("d", 0.4)):
+        x = np.full(n, level, np.float32)
+        if name == "b":
+            x[1234] = np.nan
+        sf.write(str(tmp_path / f"{name}.wav"), x, SR, subtype="FLOAT")
+    crops = CropDataset(AudioFolder(tmp_path, "train", audio_length=n), n_views=2)  # a crop is the whole track
+    with caplog.at_level(logging.WARNING):
+        views, _ = crops[1]
+    assert torch.isfinite(views).all() and abs(float(views.mean()) - 0.3) < 1e-6  # c.wav stood in for b.wav
+    assert "b.wav: holds NaN or infinite samples (the first at frame 1234)" in caplog.text and crops.failed == {1}
+
+
+def test_read_window_refuses_infinite_samples_and_reads_the_finite_parts_of_the_file(tmp_path):
+    x = np.zeros(3000, np.float32)
+    x[2500] = np.inf
+    sf.write(str(tmp_path / "inf.wav"), x, SR, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match=r"inf\.wav: holds NaN or infinite samples \(the first at frame 2500\)"):
+        read_window(tmp_path / "inf.wav", 2000, 1000)
+    np.testing.assert_array_equal(read_window(tmp_path / "inf.wav", 0, 1000), np.zeros(1000, np.float32))
+
+
+def test_audio_folder_reads_names_that_are_not_utf8_or_hold_spaces_and_unicode(tmp_path, caplog):
+    import os
+
+    names = [os.fsdecode(b"b\xffad.wav"), "my song.flac", "café – 🎵.ogg", os.fsdecode(b"z\xe9.wav")]
+    for k, name in enumerate(names):
+        audio = 0.1 * (k + 1) * np.ones(3000)
+        sf.write(os.fsencode(tmp_path / name), audio, SR, format={".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}[
+            Path(name).suffix])
+    ds = AudioFolder(tmp_path, "train", audio_length=1000)
+    crops = CropDataset(ds, n_views=1)
+    assert len(crops) == 3 and not crops.failed
+    assert [round(float(crops[i][0].mean()), 2) for i in range(3)] == [0.1, 0.3, 0.2]  # sorted: b, c, m; z held out
+    (tmp_path / names[0]).write_bytes(b"junk")  # unreadable now: its warning is printable
+    with caplog.at_level(logging.WARNING):
+        AudioFolder(tmp_path, "train", audio_length=1000).infos
+    assert "b\\xffad.wav: cannot read audio" in caplog.text
+    caplog.text.encode("utf-8")
+
+
+def test_audio_folder_skips_a_file_it_may_not_read_saying_so(tmp_path):
+    for name in ("a.wav", "b.wav", "c.wav", "d.wav"):
+        write_tone(tmp_path / name, 3000)
+    (tmp_path / "b.wav").chmod(0)
+
+    def scan() -> tuple[list[str], str]:
+        with caplog_to_text() as text:
+            ds = AudioFolder(tmp_path, "train", audio_length=1000)
+            ds.infos
+        return [p.name for p in ds.files], text.getvalue()
+
+    files, warnings = run_unprivileged(scan)
+    assert files == ["a.wav", "c.wav"] and "b.wav: cannot read audio (permission denied)" in warnings
+
+
+@contextlib.contextmanager
+def caplog_to_text():
+    """The warnings of clmr.datasets as text (in a process where pytest's caplog does not reach)."""
+    text = io.StringIO()
+    handler = logging.StreamHandler(text)
+    logger = logging.getLogger("clmr.datasets")
+    logger.addHandler(handler)
+    try:
+        yield text
+    finally:
+        logger.removeHandler(handler)
 
 
 # -- the registry --------------------------------------------------------------------------------

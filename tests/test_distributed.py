@@ -230,7 +230,8 @@ def test_two_gpus_with_sync_batchnorm_equal_one_gpu_on_the_whole_batch(tmp_path)
     (["--accelerator", "gpu", "--devices", "1"], False),        # one process: plain BatchNorm
     (["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"], False),  # SyncBatchNorm needs GPUs
 ])
-def test_sync_batchnorm_on_several_gpus_unless_switched_off(flags, expected):
+def test_sync_batchnorm_on_several_gpus_unless_switched_off(flags, expected, visible_gpus):
+    visible_gpus(4)  # the config refuses GPUs this machine does not have
     cfg = load_config(flags)
     assert use_sync_batchnorm(cfg, hardware(cfg)) is expected
 

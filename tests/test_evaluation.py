@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from clmr.audio import AudioFileError
 from clmr.config import ConfigError
 from clmr.datasets.dataset import AudioDataset
 from clmr.evaluation import (accuracy, chunk_starts, label_fraction_tracks, probabilities, tagging_metrics,
@@ -190,6 +191,20 @@ def test_a_damaged_cache_file_is_extracted_again(tmp_path):
     first.cache_path.write_bytes(b"truncated")
     again = representations(encoder, "x", ds, "crop", batch_size=8, cache_dir=tmp_path / "cache")
     assert not again.cached and torch.equal(again.features, first.features)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_track_holding_nan_stops_extraction_with_one_line_naming_it(tmp_path, workers):
+    ds = Tiny(tmp_path / "data")
+    x = sf.read(ds.files[2], dtype="float32")[0]
+    x[L + 5] = np.nan
+    sf.write(ds.files[2], x, ds.sample_rate, subtype="FLOAT")
+    with pytest.raises(AudioFileError) as stopped:
+        representations(Probe(), "x", ds, "chunks", batch_size=4, cache_dir=tmp_path / "cache", workers=workers)
+    message = str(stopped.value)
+    assert message.startswith(f"{ds.files[2]}: holds NaN or infinite samples (the first at frame {L + 5})")
+    assert "replace or remove the file" in message and "Traceback" not in message and "\n" not in message
+    assert not list((tmp_path / "cache").glob("*"))  # nothing cached
 
 
 def test_of_tracks_keeps_every_chunk_of_the_chosen_tracks():

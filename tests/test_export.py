@@ -15,7 +15,8 @@ from torch import nn
 import export as export_script
 from clmr.checkpoints import CheckpointError, load_encoder
 from clmr.datasets.synthetic import TAGS
-from clmr.export import ExportError, Tagger, check_inputs, export_onnx, music_like
+from clmr.export import MIN_OPSET, ExportError, Tagger, check_inputs, export_onnx, max_opset, music_like, written_opset
+from clmr.models import SampleCNN
 from clmr.inference import load_model
 from encoders import calibrated_encoder
 
@@ -123,6 +124,34 @@ def test_a_model_that_fails_the_parity_check_is_not_written(tmp_path):
                     check=check_inputs(64, SR), tolerance=-1.0)
     assert target.read_bytes() == before  # the good model was not replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]  # no temporary file left
+
+
+def small_sample_cnn() -> nn.Module:
+    """SampleCNN's layer kinds (strided conv, conv-BN-ReLU-max-pool, linear head, sigmoid) on 27 samples."""
+    return nn.Sequential(nn.Conv1d(1, 8, 3, stride=3), nn.BatchNorm1d(8), nn.ReLU(), nn.Conv1d(8, 8, 3, padding=1),
+                         nn.BatchNorm1d(8), nn.ReLU(), nn.MaxPool1d(3), nn.Flatten(), nn.Linear(24, 3),
+                         nn.Sigmoid()).eval()
+
+
+def test_the_tagger_exports_at_the_oldest_opset_of_the_range(tmp_path):
+    encoder = SampleCNN()
+    encoder.fc = nn.Identity()
+    target = tmp_path / "tagger.onnx"
+    checks = export_onnx(Tagger(encoder, nn.Linear(512, 3)).eval(), target, L, "probabilities", opset=MIN_OPSET,
+                         check=check_inputs(L, SR, batches=(1,)))
+    assert written_opset(onnx.load(str(target))) == MIN_OPSET and max(d for _, d in checks) <= 1e-4
+
+
+def test_sample_cnn_layers_export_at_the_newest_opset_of_the_range(tmp_path):
+    target = tmp_path / "small.onnx"
+    checks = export_onnx(small_sample_cnn(), target, 27, "out", opset=max_opset(), check=check_inputs(27, SR))
+    assert written_opset(onnx.load(str(target))) == max_opset() and max(d for _, d in checks) <= 1e-4
+
+
+def test_an_opset_the_exporter_would_not_write_is_an_error_not_a_relabelled_file(tmp_path):
+    with pytest.raises(ExportError, match=f"the exporter wrote opset 18, not the requested {MIN_OPSET - 1}"):
+        export_onnx(small_sample_cnn(), tmp_path / "small.onnx", 27, "out", opset=MIN_OPSET - 1)
+    assert not list(tmp_path.iterdir())  # nothing written, not even a temporary file
 
 
 def test_a_checkpoint_that_is_not_a_clmr_encoder_is_a_clear_error(checkpoints, tmp_path):

@@ -187,3 +187,15 @@ def test_command_line_errors_are_one_line_and_exit_1(tmp_path, monkeypatch, caps
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_an_encoder_with_nan_weights_stops_before_a_nan_score_is_written(tmp_path):
+    from conftest import assert_refused, run_script_in_process
+
+    ckpt = encoder_checkpoint(tmp_path / "nan.ckpt")
+    saved = torch.load(ckpt, weights_only=True)
+    saved["state_dict"]["model.encoder.sequential.0.0.weight"].fill_(float("nan"))
+    torch.save(saved, ckpt)
+    result = run_script_in_process("linear_evaluation", *synthetic(tmp_path, "--checkpoint_path", str(ckpt)))
+    assert_refused(result, f"--checkpoint_path {ckpt}", "NaN or infinite representations", "synthetic/train")
+    assert not list((tmp_path / "runs").rglob("results.json"))

@@ -82,7 +82,7 @@ def test_crop_dataset_stacks_transformed_views(ramps):
 
 
 def test_workers_cut_different_crops_and_the_seed_repeats_them(ramps):
-    cfg = config(batch_size=1, workers=2)
+    cfg = config(batch_size=2, workers=2)
 
     def epoch(seed: int) -> list[int]:
         torch.manual_seed(seed)
@@ -102,10 +102,26 @@ def test_a_persistent_loader_cuts_new_crops_every_epoch(ramps):
     assert one != two
 
 
-def test_batches_are_pinned_only_for_training_on_a_gpu(monkeypatch):
+def test_training_batches_stay_finite_when_a_track_holds_nan_with_worker_processes(tmp_path):
+    from clmr.datasets.audio_folder import AudioFolder
+
+    for k in range(6):
+        x = np.full(FRAMES, 0.1 * (k + 1), np.float32)
+        x[::997] = np.nan if k == 2 else x[::997]  # NaN all along track 2: every crop of it holds some
+        sf.write(str(tmp_path / f"t{k}.wav"), x, SR, subtype="FLOAT")
+    dataset = AudioFolder(tmp_path, "train", SR, CROP)  # t5 is held out
+    loader = crop_loader(dataset, config(batch_size=5, workers=2), train=True, n_views=2)
+    (views, _), = list(loader)
+    assert torch.isfinite(views).all()
+    assert sorted(round(float(v.mean()), 1) for v in views) == [0.1, 0.2, 0.4, 0.4, 0.5]  # t3 stood in for t2
+
+
+def test_batches_are_pinned_only_for_training_on_a_gpu(monkeypatch, visible_gpus):
+    visible_gpus(1)
+    asked_for_a_gpu = config(gpus=1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert not pin_memory(config())
-    assert not pin_memory(config(gpus=1))  # asked for a GPU, but there is none: nothing to pin for
+    assert not pin_memory(asked_for_a_gpu)  # asked for a GPU, but there is none: nothing to pin for
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pin_memory(config())  # accelerator auto picks the GPU
     assert pin_memory(config(gpus=1))
@@ -142,8 +158,8 @@ def test_auto_precision_is_bf16_on_cpus_that_compute_it_natively(monkeypatch, ca
     assert resolve_precision(config(precision="32-true"), "pretrain") == "32-true"  # fp32 stays an option
 
 
-def test_auto_precision_on_gpus_follows_native_bf16_support(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+def test_auto_precision_on_gpus_follows_native_bf16_support(monkeypatch, visible_gpus):
+    visible_gpus(1)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     assert resolve_precision(config(precision="auto", gpus=1)) == "32-true"  # emulated only: slower than fp32
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)

@@ -33,3 +33,9 @@ def test_identical_views_far_from_others_give_a_low_loss():
 def test_mismatched_views_are_an_error():
     with pytest.raises(ValueError, match="equal shape"):
         nt_xent(torch.randn(3, 4), torch.randn(2, 4))
+
+
+@pytest.mark.parametrize("temperature", [0.0, -0.5, float("nan")])
+def test_nt_xent_refuses_a_temperature_that_is_not_positive(temperature):
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        NTXentLoss(temperature)

@@ -267,6 +267,20 @@ def test_an_unwritable_log_dir_is_one_line_before_any_data_is_loaded(tmp_path, t
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("condition", ["read-only", "full"])
+def test_a_read_only_or_full_log_dir_is_one_line_before_any_data_is_loaded(tmp_path, tiny_main, run_script, folders,
+                                                                             condition):
+    if condition == "read-only":
+        log_dir, reason = folders.read_only("logs"), "Read-only file system"
+    else:
+        log_dir, reason = folders.small(8 * 1024, "logs"), "No space left on device"
+        (log_dir / "filler.bin").write_bytes(b"\1" * 8 * 1024)
+    result = run_script("main", *tiny_main("--log_dir", str(log_dir), "--dataset_dir", str(tmp_path / "data")))
+    assert_refused(result, f"--log_dir {log_dir}", "cannot write the run folder", reason)
+    assert not (tmp_path / "data").exists()
+    assert not list(log_dir.rglob("run.lock"))
+
+
 def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, tiny_main, monkeypatch,
                                                                                    run_script):
     train_step = ContrastiveLearning.training_step

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +19,10 @@ from clmr import evaluation
 from clmr.audio import AudioFileError
 from clmr.datasets.synthetic import TAGS
 from clmr.export import music_like
-from clmr.inference import (chunk_audio, chunk_starts, embed_files, encode_files, get_scene_embeddings,
-                            get_timestamp_embeddings, load_model, predict_files)
+from clmr.embeddings import embed_files
+from clmr.inference import (chunk_audio, chunk_starts, encode_files, get_scene_embeddings, get_timestamp_embeddings,
+                            load_model, predict_files)
+from conftest import assert_finite_json, assert_printable, assert_refused
 from encoders import calibrated_encoder
 
 L, SR = 59049, 22050
@@ -226,3 +230,118 @@ def test_predict_script_prints_top_tags_skips_bad_files_and_draws_a_taggram(chec
     assert result["n_chunks"] == 2 and len(result["tags"]) == 3
     with pytest.raises(AudioFileError, match="no file could be used"):
         predict_script.main([str(folder / "c_corrupt.wav")] + args[3:])
+
+
+# -- audio holding NaN, names of any bytes, outputs that cannot be written --------------------------
+def _float_wav(path, seconds: float = 3.0, poison: float | None = None, seed: int = 0):
+    x = music_like(int(seconds * SR), SR, seed)
+    if poison is not None:
+        x[SR] = poison
+    sf.write(os.fsencode(path), x, SR, subtype="FLOAT", format="WAV")
+    return path
+
+
+def test_predict_skips_a_file_holding_nan_naming_it_and_never_prints_nan(checkpoints, tmp_path, run_script):
+    good, bad = _float_wav(tmp_path / "good.wav"), _float_wav(tmp_path / "bad.wav", poison=np.nan)
+    inf = _float_wav(tmp_path / "inf.wav", poison=np.inf)
+    enc, head = checkpoints
+    result = run_script("predict", str(good), str(bad), str(inf), "--checkpoint_path", str(enc),
+                        "--finetuner_checkpoint_path", str(head), "--top_k", "3")
+    assert result.code == 0
+    assert f"skipped {bad}: holds NaN or infinite samples (the first at frame {SR})" in result.stderr
+    assert f"skipped {inf}: holds NaN" in result.stderr and "skipped 2 of 3 file(s)" in result.stderr
+    assert result.stdout.startswith(str(good)) and "nan" not in result.stdout.lower().replace(str(tmp_path), "")
+    as_json = run_script("predict", str(good), str(bad), "--checkpoint_path", str(enc),
+                         "--finetuner_checkpoint_path", str(head), "--json", "1")
+    (only,) = json.loads(as_json.stdout)
+    assert only["path"] == str(good)
+    assert_finite_json(only)
+
+
+def test_an_encoder_whose_weights_are_nan_gives_skip_lines_not_nan_scores(checkpoints, tmp_path, run_script):
+    state = torch.load(checkpoints[0], weights_only=True)
+    state[next(k for k in state if k.endswith("weight"))].fill_(float("nan"))
+    torch.save(state, tmp_path / "nan_encoder.pt")
+    good = _float_wav(tmp_path / "good.wav")
+    result = run_script("predict", str(good), "--checkpoint_path", str(tmp_path / "nan_encoder.pt"),
+                        "--finetuner_checkpoint_path", str(checkpoints[1]))
+    assert_refused(result, "no file could be used")
+    assert "good.wav: the encoder gave NaN or infinite values" in result.stderr and result.stdout == ""
+    embedded = run_script("predict", "--embeddings", str(tmp_path / "emb"), str(good), "--checkpoint_path",
+                          str(tmp_path / "nan_encoder.pt"))
+    assert embedded.code == 1 and np.load(tmp_path / "emb" / "embeddings.npy").shape == (0, 512)
+
+
+def test_embeddings_never_hold_a_nan_row_and_meta_json_lists_the_file(checkpoints, tmp_path, run_script):
+    folder = tmp_path / "music"
+    folder.mkdir()
+    _float_wav(folder / "a.wav", seed=1)
+    _float_wav(folder / "b_nan.wav", poison=np.nan, seed=2)
+    _float_wav(folder / "c.wav", seed=3)
+    out = tmp_path / "emb"
+    result = run_script("predict", "--embeddings", str(out), str(folder), "--checkpoint_path", str(checkpoints[0]))
+    assert result.code == 0 and "b_nan.wav: holds NaN" in result.stderr
+    embeddings = np.load(out / "embeddings.npy")
+    assert embeddings.shape == (2, 512) and np.isfinite(embeddings).all()
+    meta = json.loads((out / "meta.json").read_text())
+    assert [(Path(f["path"]).name, f["reason"].split(" (")[0]) for f in meta["failed"]] == \
+        [("b_nan.wav", "holds NaN or infinite samples")]
+    assert_finite_json(meta)
+
+
+def test_a_nan_embedding_saved_by_an_earlier_version_is_computed_again(checkpoints, tmp_path):
+    from clmr.embeddings import _part_path
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    _float_wav(folder / "a.wav", seed=1)
+    model = load_model(checkpoints[0], batch_size=4)
+    embed_files([folder], model, tmp_path / "emb", progress=False)
+    part = _part_path(tmp_path / "emb", folder / "a.wav")
+    with np.load(part) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    arrays["embedding"] = np.full(512, np.nan, np.float32)  # as today's main saved a file holding NaN
+    np.savez(part, **arrays)
+    summary = embed_files([folder], model, tmp_path / "emb", progress=False)
+    assert summary.computed == 1 and np.isfinite(np.load(tmp_path / "emb" / "embeddings.npy")).all()
+
+
+NOT_UTF8 = os.fsdecode(b"b\xffad \xe9.wav")
+
+
+def test_names_that_are_not_utf8_are_tagged_embedded_and_shown_escaped(checkpoints, tmp_path, run_script):
+    folder = tmp_path / "music"
+    folder.mkdir()
+    _float_wav(folder / NOT_UTF8, seed=1)
+    _float_wav(folder / "café – 🎵.wav", seed=2)
+    enc, head = checkpoints
+    tagged = run_script("predict", str(folder), "--checkpoint_path", str(enc), "--finetuner_checkpoint_path",
+                        str(head), "--top_k", "2", "--taggram", str(tmp_path / "tg.png"))
+    assert tagged.code == 0, tagged.stderr
+    assert_printable(tagged.stdout + tagged.stderr)
+    assert f"{folder}/b\\xffad \\xe9.wav  0:03.0" in tagged.stdout and f"{folder}/café – 🎵.wav" in tagged.stdout
+    assert os.fsencode(tmp_path / f"tg_{Path(NOT_UTF8).stem}.png") in [os.fsencode(p) for p in tmp_path.iterdir()]
+    out = tmp_path / "emb"
+    embedded = run_script("predict", "--embeddings", str(out), str(folder), "--checkpoint_path", str(enc))
+    assert embedded.code == 0 and np.load(out / "embeddings.npy").shape == (2, 512)
+    with open(out / "index.csv", encoding="utf-8") as f:  # strict UTF-8: a faithful, escaped display
+        rows = list(csv.DictReader(f))
+    assert [Path(r["path"]).name for r in rows] == ["b\\xffad \\xe9.wav", "café – 🎵.wav"]
+
+
+def test_unwritable_outputs_are_refused_before_the_model_is_loaded(checkpoints, tmp_path, folders, run_script,
+                                                                   monkeypatch):
+    import predict
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(predict, "load_model", no_model)
+    good = _float_wav(tmp_path / "good.wav")
+    target = folders.read_only()
+    enc, head = checkpoints
+    for flag, value in (("--embeddings", target / "emb"), ("--taggram", target / "tg.png")):
+        extra = [] if flag == "--embeddings" else ["--finetuner_checkpoint_path", str(head)]
+        result = run_script("predict", str(good), "--checkpoint_path", str(enc), flag, str(value), *extra)
+        assert_refused(result, flag, str(value.parent if flag == "--taggram" else value), "Read-only file system")
+    assert list(target.iterdir()) == []

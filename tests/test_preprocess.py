@@ -14,7 +14,8 @@ import soundfile as sf
 
 import preprocess
 from clmr.datasets.magnatagatune import BROKEN_CLIPS, MagnaTagATune
-from clmr.preprocessing import Job, bare_flags, convert_all, convert_file, plan_mirror
+from clmr.preprocessing import Job, PreprocessError, bare_flags, convert_all, convert_file, plan_mirror, summary
+from conftest import assert_refused, half_written, run_unprivileged
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 22050
@@ -205,7 +206,7 @@ def test_preprocess_script_converts_an_audio_folder_beside_it(tmp_path):
 def test_preprocess_script_fails_with_one_line_for_bad_input(tmp_path):
     missing = run_script("--dataset", "audio", "--dataset_dir", str(tmp_path / "nope"))
     assert missing.returncode != 0
-    assert missing.stderr.strip().splitlines() == [f"preprocess.py: error: {tmp_path / 'nope'}: folder not found "
+    assert missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: folder not found "
                                                    "(--dataset_dir)"]
     bad_flag = run_script("--dataset", "audio", "--sampel_rate", "8000")
     assert bad_flag.returncode != 0 and "did you mean --sample_rate" in bad_flag.stderr
@@ -226,6 +227,170 @@ def test_preprocess_main_handles_gtzan_in_process(tmp_path, capsys):
     genres.mkdir(parents=True)
     sf.write(genres / "jazz.00001.wav", tone(440, 0.2, RATE), RATE)
     (genres / "jazz.00054.wav").write_bytes(os.urandom(64))  # unreadable, as in some copies
-    assert preprocess.main(["--dataset", "gtzan", "--dataset_dir", str(tmp_path)]) == 0
+    preprocess.main(["--dataset", "gtzan", "--dataset_dir", str(tmp_path)])
     text = capsys.readouterr().out
     assert "gtzan: 1 converted, 0 skipped, 1 failed" in text and "jazz.00054.wav" in text
+
+
+# -- bad audio, any file name, outputs that collide or cannot be written ---------------------------
+def float_wav(path: Path, seconds: float = 0.5, poison: float | None = None, at: int = 100) -> Path:
+    """A float32 wav of a tone; with `poison` (NaN or inf) written at sample `at`."""
+    x = tone(440, seconds, RATE).astype(np.float32)
+    if poison is not None:
+        x[at] = poison
+    sf.write(os.fsencode(path), x, RATE, subtype="FLOAT", format="WAV")
+    return path
+
+
+def test_float_files_holding_nan_or_inf_are_failed_with_the_reason_not_converted_to_full_scale(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    float_wav(src / "good.wav")
+    float_wav(src / "nan.wav", poison=np.nan)
+    float_wav(src / "inf.wav", poison=-np.inf, at=7)
+    out = tmp_path / "out"
+    manifest = convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
+    failed = {Path(f["input"]).name: f["reason"] for f in manifest["failed"]}
+    assert set(failed) == {"nan.wav", "inf.wav"}
+    assert "NaN or infinite samples" in failed["nan.wav"] and "frame 100" in failed["nan.wav"]
+    assert "frame 7" in failed["inf.wav"]
+    assert sorted(p.name for p in out.glob("*.wav")) == ["good.wav"]
+    again = convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
+    assert all("unchanged since the last run" in f["reason"] for f in again["failed"])  # not decoded again
+
+
+def test_names_that_are_not_utf8_or_hold_spaces_and_unicode_are_converted_and_listed(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    names = [os.fsdecode(b"b\xffad.wav"), "my song.wav", "café – 🎵.wav", os.fsdecode(b"latin\xe9.flac")]
+    for name in names:
+        sf.write(os.fsencode(src / name), tone(440, 0.2, RATE), RATE, format="FLAC" if name.endswith("flac") else "WAV")
+    (src / os.fsdecode(b"broken\xff.wav")).write_bytes(b"RIFF junk")
+    out = tmp_path / "out"
+    manifest = convert_all(plan_mirror(src, out), out, RATE, workers=2, progress=False)
+    assert manifest["counts"]["converted"] == 4
+    assert [os.fsencode(Path(f["input"]).name) for f in manifest["failed"]] == [b"broken\xff.wav"]
+    on_disk = sorted(os.listdir(os.fsencode(out)))
+    assert on_disk == sorted([b"b\xffad.wav", b"my song.wav", "café – 🎵.wav".encode(), b"latin\xe9.wav",
+                              b"manifest.json"])
+    reread = json.loads((out / "manifest.json").read_text())  # valid JSON; the exact names come back
+    assert sorted(os.fsencode(Path(c["output"]).name) for c in reread["converted"]) == \
+        sorted(n for n in on_disk if n != b"manifest.json")
+    printed = summary(manifest)
+    printed.encode("utf-8")  # what preprocess.py prints: printable on any terminal
+    assert f"failed: {src}/broken\\xff.wav: cannot read audio" in printed
+
+
+def test_outputs_that_would_collide_get_distinct_names_and_none_is_overwritten(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "tone.flac", tone(200, 0.3, RATE), RATE, format="FLAC")
+    sf.write(src / "tone.ogg", tone(300, 0.3, RATE), RATE, format="OGG", subtype="VORBIS")
+    sf.write(src / "Tone.aiff", tone(400, 0.3, RATE), RATE, format="AIFF")  # collides on case-insensitive disks
+    sf.write(src / "tone.wav", tone(500, 0.3, RATE), RATE)
+    sf.write(src / "other.flac", tone(600, 0.3, RATE), RATE, format="FLAC")
+    out = tmp_path / "out"
+    manifest = convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
+    outputs = {Path(c["input"]).name: Path(c["output"]).name for c in manifest["converted"]}
+    assert outputs == {"tone.flac": "tone.flac.wav", "tone.ogg": "tone.ogg.wav", "Tone.aiff": "Tone.aiff.wav",
+                       "tone.wav": "tone.wav", "other.flac": "other.wav"}
+    for name, freq in (("tone.flac.wav", 200), ("tone.ogg.wav", 300), ("Tone.aiff.wav", 400), ("tone.wav", 500)):
+        x, _ = sf.read(out / name)
+        assert abs(np.argmax(np.abs(np.fft.rfft(x))) * RATE / len(x) - freq) < 5, name  # each its own audio
+
+
+def test_a_collision_that_distinct_names_cannot_resolve_is_refused_naming_both_inputs(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a.flac", tone(200, 0.1, RATE), RATE, format="FLAC")
+    sf.write(src / "a.ogg", tone(200, 0.1, RATE), RATE, format="OGG", subtype="VORBIS")
+    sf.write(src / "a.flac.wav", tone(200, 0.1, RATE), RATE)  # already the name a.flac would get
+    with pytest.raises(PreprocessError, match=r"a\.flac.*and .*a\.flac\.wav would both be converted to"):
+        plan_mirror(src, tmp_path / "out")
+
+
+def test_the_output_an_earlier_run_wrote_under_a_name_now_taken_apart_is_removed(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "tone.flac", tone(200, 0.3, RATE), RATE, format="FLAC")
+    out = tmp_path / "out"
+    convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
+    assert (out / "tone.wav").is_file()
+    sf.write(src / "tone.ogg", tone(300, 0.3, RATE), RATE, format="OGG", subtype="VORBIS")  # added later
+    manifest = convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
+    assert sorted(p.name for p in out.glob("*.wav")) == ["tone.flac.wav", "tone.ogg.wav"]  # no stale tone.wav
+    assert [Path(p).name for p in manifest["removed_renamed_outputs"]] == ["tone.wav"]
+
+
+def test_a_full_disk_stops_the_run_naming_the_file_and_a_later_run_tries_it_again(tmp_path, folders):
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(6):
+        sf.write(src / f"{k}.wav", tone(440, 1.0, RATE), RATE)  # 44 kB each as 16-bit wav
+    out = folders.small(160 * 1024)
+    (out / "other_data.bin").write_bytes(b"\1" * 32 * 1024)  # someone else's file, taking space
+    with pytest.raises(PreprocessError) as stopped:
+        convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
+    message = str(stopped.value)
+    assert "2.wav: cannot write the converted file (No space left on device)" in message
+    assert "stopped after converting 2 file(s)" in message
+    assert half_written(out) == [] and not (out / "2.wav").exists()
+    manifest = load_manifest(out)
+    assert manifest["failed"] == []  # a full disk is not the input's fault
+    assert [Path(u["input"]).name for u in manifest["unwritten"]] == ["2.wav"]
+    (out / "other_data.bin").unlink()  # some space freed: the next run converts 2.wav, then fills up again
+    with pytest.raises(PreprocessError, match="3.wav: cannot write"):
+        convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
+    assert sf.info(out / "2.wav").frames == RATE and load_manifest(out)["failed"] == []
+
+
+def test_a_full_disk_stops_worker_processes_too(tmp_path, folders):
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(12):
+        sf.write(src / f"{k:02d}.wav", tone(440, 1.0, RATE), RATE)
+    out = folders.small(128 * 1024)
+    with pytest.raises(PreprocessError, match="No space left on device"):
+        convert_all(plan_mirror(src, out), out, RATE, workers=2, progress=False)
+    assert half_written(out) == [] and load_manifest(out)["failed"] == []
+
+
+def test_a_version_1_manifest_failures_are_tried_again(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "fine.wav", tone(440, 0.2, RATE), RATE)
+    out = tmp_path / "out"
+    stat = (src / "fine.wav").stat()
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"failed": [  # how version 1 recorded a full disk
+        {"input": str((src / "fine.wav").resolve()), "output": "x", "reason": "cannot decode (LibsndfileError: "
+         "System error.)", "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}]}))
+    manifest = convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
+    assert manifest["counts"]["converted"] == 1 and manifest["version"] == 2
+
+
+def test_a_read_only_output_folder_is_refused_before_anything_is_converted(tmp_path, folders, run_script):
+    mixed_folder(tmp_path / "music")
+    target = folders.read_only()
+    result = run_script("preprocess", "--dataset", "audio", "--dataset_dir", str(tmp_path / "music"),
+                        "--output_dir", str(target / "music_22050hz"))
+    assert_refused(result, str(target / "music_22050hz"), "--output_dir", "Read-only file system")
+    assert result.stdout == ""
+
+
+def test_an_input_the_user_may_not_read_is_reported_as_such_and_tried_again_next_run(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "locked.wav", tone(440, 0.2, RATE), RATE)
+    sf.write(src / "open.wav", tone(440, 0.2, RATE), RATE)
+    (src / "locked.wav").chmod(0)
+    out = tmp_path / "out"
+
+    def convert() -> dict:
+        return convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
+
+    manifest = run_unprivileged(convert)
+    assert [(Path(f["input"]).name, f["reason"]) for f in manifest["failed"]] == \
+        [("locked.wav", "cannot read audio (permission denied)")]
+    (src / "locked.wav").chmod(0o644)  # fixed: the mtime is unchanged, yet the file is tried again
+    assert run_unprivileged(convert)["counts"] == {"converted": 1, "skipped": 1, "failed": 0}

@@ -7,16 +7,15 @@ then calls the pure function in :mod:`clmr.augmentations.functional`. Inputs are
 module therefore serves as the per-example chain in DataLoader workers and as the batched
 chain on the training device.
 
-Parameters and defaults follow torchaudio-augmentations 0.2.4 as CLMR uses it. One
-difference: nothing is clipped to [-1, 1] (sox clipped the output of its pitch and reverb
-effects, and torchaudio's ``Vol`` clamps). For tests
-and logging, every random module keeps the parameters of its last call in
-``last_params`` (per-example tensors), and :class:`RandomApply` keeps its mask in
-``last_mask``.
+Parameters and defaults follow torchaudio-augmentations 0.2.4 as CLMR uses it, and so does the
+clipping to [-1, 1]: after Gain (torchaudio's ``Vol`` clamps), and where sox clips in PitchShift
+and Reverb. For tests and logging, every random module keeps the parameters of its last call in
+``last_params`` (per-example tensors), and :class:`RandomApply` keeps its mask in ``last_mask``.
 """
 
-import math
-from typing import Dict, Optional, Sequence
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -38,7 +37,7 @@ __all__ = [
     "ComposeMany",
 ]
 
-Params = Dict[str, torch.Tensor]
+Params = dict[str, torch.Tensor]
 
 
 def _as_batch(x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +52,7 @@ def _like_input(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y.squeeze(0) if x.dim() == 2 else y
 
 
-def _uniform(low: float, high: float, n: int, device) -> torch.Tensor:
+def _uniform(low: float, high: float, n: int, device: torch.device) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, device=device)
 
 
@@ -63,7 +62,7 @@ class RandomTransform(nn.Module):
     (Not ``apply``: that is nn.Module.apply, which walks the submodules.)
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.last_params: Params = {}
 
@@ -135,11 +134,8 @@ class Noise(RandomTransform):
 
 
 class Gain(RandomTransform):
-    """Gain of U(min_gain, max_gain) dB.
-
-    torchaudio's ``Vol``, used by the original, also clamps to [-1, 1]; with gains at or
-    below -1 dB that only matters for inputs beyond full scale, so it is left out.
-    """
+    """Gain of U(min_gain, max_gain) dB, then clipped to [-1, 1] as torchaudio's ``Vol`` (the
+    original's Gain) clips."""
 
     def __init__(self, min_gain: float = -20.0, max_gain: float = -1.0):
         super().__init__()
@@ -157,6 +153,10 @@ class Gain(RandomTransform):
         return f"min_gain={self.min_gain}, max_gain={self.max_gain}"
 
 
+LOWPASS_HZ = (2200, 4000)   # HighLowPass's cut-off ranges (torchaudio-augmentations' defaults)
+HIGHPASS_HZ = (200, 1200)
+
+
 class HighLowPass(RandomTransform):
     """Either a high-pass (cut-off U(200, 1200) Hz) or a low-pass (U(2200, 4000) Hz), 50/50.
 
@@ -166,10 +166,10 @@ class HighLowPass(RandomTransform):
     def __init__(
         self,
         sample_rate: int,
-        lowpass_freq_low: float = 2200,
-        lowpass_freq_high: float = 4000,
-        highpass_freq_low: float = 200,
-        highpass_freq_high: float = 1200,
+        lowpass_freq_low: float = LOWPASS_HZ[0],
+        lowpass_freq_high: float = LOWPASS_HZ[1],
+        highpass_freq_low: float = HIGHPASS_HZ[0],
+        highpass_freq_high: float = HIGHPASS_HZ[1],
     ):
         super().__init__()
         nyquist = sample_rate / 2
@@ -236,14 +236,15 @@ class Delay(RandomTransform):
 class PitchShift(RandomTransform):
     """Pitch shift by a whole number of cents in [pitch_shift_min, pitch_shift_max] semitones.
 
-    Tempo and length are kept (sox's ``pitch`` in the original; a phase vocoder here, see
-    :func:`clmr.augmentations.functional.pitch_shift`). ``n_samples`` is kept for
-    torchaudio-augmentations' signature; the output always has the input's length.
+    Tempo and length are kept, input and output clipped to [-1, 1]: sox's ``pitch`` then ``rate``
+    in the original, a batched WSOLA stretch and resampling after it here (see
+    :mod:`clmr.augmentations.pitch`). ``n_samples`` is kept for torchaudio-augmentations'
+    signature; the output always has the input's length.
     """
 
     def __init__(
         self,
-        n_samples: Optional[int],
+        n_samples: int | None,
         sample_rate: int,
         pitch_shift_min: float = -7.0,
         pitch_shift_max: float = 7.0,
@@ -254,9 +255,6 @@ class PitchShift(RandomTransform):
         self.n_samples = n_samples
         self.sample_rate = sample_rate
         self.cents_range = (int(pitch_shift_min * 100), int(pitch_shift_max * 100))
-        # About 46 ms frames (1024 samples at 22.05 kHz), hop a quarter frame.
-        self.n_fft = 2 ** max(6, round(math.log2(sample_rate * 0.0464)))
-        self.hop_length = self.n_fft // 4
 
     def sample_params(self, x):
         low, high = self.cents_range
@@ -264,17 +262,19 @@ class PitchShift(RandomTransform):
         return {"cents": cents}
 
     def apply_params(self, x, params):
-        return F.pitch_shift(x, params["cents"] / 100, self.n_fft, self.hop_length)
+        return F.pitch_shift(x, params["cents"] / 100, self.sample_rate)
 
     def extra_repr(self):
-        return f"sample_rate={self.sample_rate}, cents={self.cents_range}, n_fft={self.n_fft}"
+        return f"sample_rate={self.sample_rate}, cents={self.cents_range}"
 
 
 class Reverb(RandomTransform):
-    """sox-style reverb with reverberance, HF damping and room size drawn from [min, max) percent.
+    """sox's reverb with reverberance, HF damping and room size drawn from [min, max) percent.
 
-    Integer percentages, drawn as the original draws them (``torch.randint(min, max)``).
-    The original's ``dumping_factor_*`` arguments are spelt ``damping_factor_*`` here.
+    Integer percentages, drawn as the original draws them (``torch.randint(min, max)``), applied
+    as the original applies them (``reverb R H S`` then ``channels 1``, clipped; the same output
+    as the sox binary, see :mod:`clmr.augmentations.freeverb`). The original's
+    ``dumping_factor_*`` arguments are spelt ``damping_factor_*`` here.
     """
 
     def __init__(
@@ -300,17 +300,13 @@ class Reverb(RandomTransform):
 
     def sample_params(self, x):
         n = x.shape[0]
-        params = {
+        return {
             name: torch.randint(low, high, (n,), device=x.device).to(x.dtype)
             for name, (low, high) in self.ranges.items()
         }
-        params["noise"] = torch.randn(n, x.shape[-1], device=x.device, dtype=x.dtype)
-        return params
 
     def apply_params(self, x, params):
-        return F.reverb(
-            x, self.sample_rate, params["reverberance"], params["damping"], params["room_size"], params["noise"]
-        )
+        return F.reverb(x, self.sample_rate, params["reverberance"], params["damping"], params["room_size"])
 
     def extra_repr(self):
         return f"sample_rate={self.sample_rate}, " + ", ".join(f"{k}={v}" for k, v in self.ranges.items())
@@ -329,7 +325,7 @@ class RandomApply(nn.Module):
             raise ValueError(f"expected a probability in [0, 1], got p={p}")
         self.transforms = nn.ModuleList(transforms)
         self.p = p
-        self.last_mask: Optional[torch.Tensor] = None
+        self.last_mask: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = _as_batch(x)

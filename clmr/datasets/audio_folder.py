@@ -5,6 +5,7 @@ import os
 
 from clmr.audio import find_audio_files
 from clmr.datasets.dataset import AudioDataset, DatasetError
+from clmr.filenames import shown
 
 VALID_EVERY = 20  # every 20th file (sorted by path) is held out as the valid/test subset
 
@@ -18,10 +19,10 @@ class AudioFolder(AudioDataset):
                  audio_length: int = 59049):
         super().__init__(root, subset, sample_rate, audio_length)
         if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: dataset folder not found (--dataset_dir)")
+            raise DatasetError(f"{shown(self.root)}: dataset folder not found (--dataset_dir)")
         files = find_audio_files(self.root)
         if not files:
-            raise DatasetError(f"{self.root}: no audio files (wav, flac, ogg, mp3) in this folder")
+            raise DatasetError(f"{shown(self.root)}: no audio files (wav, flac, ogg, mp3) in this folder")
         held_out = files[VALID_EVERY - 1::VALID_EVERY] if len(files) >= VALID_EVERY else files[-1:]
         if subset == "train":
             held = set(held_out)

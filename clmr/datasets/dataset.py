@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from clmr.audio import AudioFileError, AudioInfo, audio_info, check_format, read_window
+from clmr.filenames import shown
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class AudioDataset(Dataset):
             if self.targets is not None:
                 self.targets = self.targets[keep]
         if not self.files:
-            raise DatasetError(f"{self.root}: no readable audio files for {self.name}/{self.subset}")
+            raise DatasetError(f"{shown(self.root)}: no readable audio files for {self.name}/{self.subset}")
         self._infos = infos
 
     # -- reading ---------------------------------------------------------------------------
@@ -118,7 +119,7 @@ class AudioDataset(Dataset):
         keep = [i for i, info in enumerate(self.infos) if info.frames >= min_frames]
         short = [self.files[i] for i in range(len(self.files)) if self.infos[i].frames < min_frames]
         for path in short[:5]:
-            log.warning("skipping %s: shorter than %d samples", path, min_frames)
+            log.warning("skipping %s: shorter than %d samples", shown(path), min_frames)
         if short:
             log.warning("%s/%s: skipped %d track(s) shorter than %d samples", self.name, self.subset,
                         len(short), min_frames)

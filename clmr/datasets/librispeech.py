@@ -98,13 +98,14 @@ class LibriSpeech(AudioDataset):
     @classmethod
     def prepare(cls, cfg) -> dict:
         """Download with --download (torchaudio, from openslr.org), then convert the flac files; returns the manifest."""
+        from clmr.atomic import check_writable
         from clmr.preprocessing import convert_all, plan_mirror
 
         base = dataset_root(cfg.dataset_dir)
         url = getattr(cfg, "librispeech_url", DEFAULT_URL)
         download = bool(getattr(cfg, "download", False))
         if download:
-            base.mkdir(parents=True, exist_ok=True)
+            check_writable(base, "--dataset_dir")
         open_librispeech(base, url, download=download)
         jobs = plan_mirror(base / "LibriSpeech" / url, base / "wav" / url, extensions=(".flac",))
         return convert_all(jobs, base / "wav" / url, cfg.sample_rate, workers=cfg.workers, dataset=cls.name)

@@ -200,10 +200,12 @@ class MagnaTagATune(AudioDataset):
     @classmethod
     def prepare(cls, cfg) -> dict:
         """Download (with --download), verify, merge, extract, and convert to wav; returns the manifest."""
+        from clmr.atomic import check_writable
         from clmr.preprocessing import convert_all, plan_mirror
 
         base = dataset_root(cfg.dataset_dir)
         if getattr(cfg, "download", False):
+            check_writable(base, "--dataset_dir")
             fetch(base, base_url=getattr(cfg, "mtat_base_url", BASE_URL),
                   split_urls={"pons2017": getattr(cfg, "mtat_pons2017_url", PONS2017_URL),
                               "sota": getattr(cfg, "mtat_sota_url", SOTA_URL)})

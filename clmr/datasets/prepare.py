@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clmr.datasets import REGISTRY, DatasetError, dataset_class
+from clmr.filenames import shown
 
 
 def audio_output_dir(cfg) -> Path:
@@ -25,11 +26,12 @@ def prepare(cfg) -> dict:
     if cfg.dataset == "audio":
         source = Path(cfg.dataset_dir)
         if not source.is_dir():
-            raise DatasetError(f"{source}: folder not found (--dataset_dir)")
+            raise DatasetError(f"{shown(source)}: folder not found (--dataset_dir)")
         if getattr(cfg, "download", False):
             raise DatasetError("--dataset audio is a local folder: there is nothing to download")
         out = audio_output_dir(cfg)
-        return convert_all(plan_mirror(source, out), out, cfg.sample_rate, workers=cfg.workers, dataset="audio")
+        return convert_all(plan_mirror(source, out), out, cfg.sample_rate, workers=cfg.workers, dataset="audio",
+                           flag="--output_dir")
     cls = dataset_class(cfg.dataset)
     if not hasattr(cls, "prepare"):
         preparable = [n for n in REGISTRY if n == "audio" or hasattr(dataset_class(n), "prepare")]

@@ -339,6 +339,14 @@ def subset_sizes(n_tracks: int) -> dict[str, int]:
     return {"train": n_tracks - valid - test, "valid": valid, "test": test}
 
 
+def min_tracks() -> int:
+    """The fewest tracks whose 70/15/15 split leaves at least one in every subset."""
+    n = 1
+    while min(subset_sizes(n).values()) < 1:
+        n += 1
+    return n
+
+
 def folder_name(n_tracks: int, duration: float, sample_rate: int, seed: int) -> str:
     return f"v{VERSION}-seed{seed}-{n_tracks}x{duration:g}s-{sample_rate}hz"
 
@@ -422,8 +430,8 @@ class SyntheticDataset(AudioDataset):
     def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = 22050, audio_length: int = 59049,
                  n_tracks: int = 240, duration: float = 8.0, seed: int = 42):
         super().__init__(root, subset, sample_rate, audio_length)
-        if n_tracks < 3:
-            raise DatasetError(f"synthetic_tracks is {n_tracks}; expected at least 3 (one per subset)")
+        if n_tracks < min_tracks():
+            raise DatasetError(f"synthetic_tracks is {n_tracks}; expected at least {min_tracks()} (one per subset)")
         if duration * sample_rate < audio_length:
             raise DatasetError(f"synthetic_duration {duration:g} s is {int(duration * sample_rate)} samples at "
                                f"{sample_rate} Hz, shorter than audio_length {audio_length}")

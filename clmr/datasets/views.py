@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from clmr.audio import AudioFileError
 from clmr.datasets.dataset import AudioDataset, DatasetError
+from clmr.filenames import shown
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class CropDataset(Dataset):
         self.transform = transform
         self.indices = dataset.long_enough()
         if not self.indices:
-            raise DatasetError(f"{dataset.root}: no track of {dataset.name}/{dataset.subset} is at least "
+            raise DatasetError(f"{shown(dataset.root)}: no track of {dataset.name}/{dataset.subset} is at least "
                                f"{dataset.audio_length} samples long")
         self.failed: set[int] = set()
 
@@ -58,6 +59,6 @@ class CropDataset(Dataset):
                 return self._crops(track), self.dataset.label(track)
             except AudioFileError as err:
                 self.failed.add(track)
-                log.warning("skipping %s (%d unreadable so far in this process)", err, len(self.failed))
+                log.warning("skipping %s (%d unusable so far in this process)", err, len(self.failed))
         raise DatasetError(f"{self.dataset.name}/{self.dataset.subset}: {MAX_SUBSTITUTES} unreadable tracks "
                            f"in a row from item {i}; run preprocess.py on the dataset")
