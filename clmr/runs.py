@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
 import fcntl
 import json
 import os
@@ -24,8 +23,10 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any, Iterator
 
+from clmr.atomic import OutputPathError, check_writable
 from clmr.checkpoints import CheckpointError
 from clmr.config import ConfigError
+from clmr.filenames import shown
 from clmr.trainer import BEST, LAST, checkpoint_dir, run_name
 
 LOCK = "run.lock"
@@ -46,14 +47,6 @@ def launched_as_rank_zero() -> bool:
 
 def run_dir(cfg: Namespace, stage: str) -> Path:
     return Path(cfg.log_dir) / run_name(cfg, stage)
-
-
-def _unwritable(cfg: Namespace, path: Path, err: OSError) -> ConfigError:
-    if isinstance(err, (FileExistsError, NotADirectoryError)) or err.errno in (errno.EEXIST, errno.ENOTDIR):
-        reason = "a file is in the way of the folder"
-    else:
-        reason = err.strerror or type(err).__name__
-    return ConfigError(f"--log_dir {cfg.log_dir}: cannot write the run folder {path} ({reason})")
 
 
 class RunLock:
@@ -213,12 +206,13 @@ def open_run(cfg: Namespace, stage: str) -> Iterator[Path]:
     if not launched_as_rank_zero():
         yield folder
         return
+    check_writable(folder, "--log_dir")  # read-only, full, a file in the way: one line, before any data is read
     lock = RunLock(folder / LOCK)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         note = lock.acquire()
-    except OSError as err:
-        raise _unwritable(cfg, folder, err) from None
+    except OSError as err:  # what the check could not foresee (the disk filled since)
+        raise OutputPathError(f"{shown(folder)}: cannot write the run's lock there ({err.strerror or err}); "
+                              f"choose another folder with --log_dir") from None
     try:
         if note:
             print(f"warning: {note}", file=sys.stderr, flush=True)

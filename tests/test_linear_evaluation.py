@@ -189,12 +189,16 @@ def test_command_line_errors_are_one_line_and_exit_1(tmp_path, monkeypatch, caps
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
 
 
-def test_an_encoder_with_nan_weights_stops_before_a_nan_score_is_written(tmp_path):
+def test_an_encoder_whose_outputs_overflow_stops_before_a_nan_score_is_written(tmp_path):
+    """Finite weights so large that the representations overflow to Inf and NaN (NaN weights themselves are
+    refused when the checkpoint is read: tests/test_hostile_inputs.py)."""
     from conftest import assert_refused, run_script_in_process
 
     ckpt = encoder_checkpoint(tmp_path / "nan.ckpt")
     saved = torch.load(ckpt, weights_only=True)
-    saved["state_dict"]["model.encoder.sequential.0.0.weight"].fill_(float("nan"))
+    for key, value in saved["state_dict"].items():
+        if key.startswith("model.encoder.") and key.endswith(".weight"):
+            value.fill_(1e30)  # layer after layer: 1e30, 1e60 (Inf), then NaN
     torch.save(saved, ckpt)
     result = run_script_in_process("linear_evaluation", *synthetic(tmp_path, "--checkpoint_path", str(ckpt)))
     assert_refused(result, f"--checkpoint_path {ckpt}", "NaN or infinite representations", "synthetic/train")

@@ -263,7 +263,7 @@ def test_a_lock_of_another_host_is_refused_naming_its_host_and_pid(tmp_path, tin
 def test_an_unwritable_log_dir_is_one_line_before_any_data_is_loaded(tmp_path, tiny_main, run_script):
     (tmp_path / "runs").write_text("a file where the log folder should be")
     result = run_script("main", *tiny_main("--dataset_dir", str(tmp_path / "data")))
-    assert_refused(result, f"--log_dir {tmp_path / 'runs'}", "cannot write the run folder", "in the way")
+    assert_refused(result, f"{tmp_path / 'runs' / 'tiny'}: cannot write there", "Not a directory", "--log_dir")
     assert not (tmp_path / "data").exists()
 
 
@@ -276,7 +276,7 @@ def test_a_read_only_or_full_log_dir_is_one_line_before_any_data_is_loaded(tmp_p
         log_dir, reason = folders.small(8 * 1024, "logs"), "No space left on device"
         (log_dir / "filler.bin").write_bytes(b"\1" * 8 * 1024)
     result = run_script("main", *tiny_main("--log_dir", str(log_dir), "--dataset_dir", str(tmp_path / "data")))
-    assert_refused(result, f"--log_dir {log_dir}", "cannot write the run folder", reason)
+    assert_refused(result, f"{log_dir / 'tiny'}: cannot write there", reason, "--log_dir")
     assert not (tmp_path / "data").exists()
     assert not list(log_dir.rglob("run.lock"))
 

@@ -258,9 +258,12 @@ def test_predict_skips_a_file_holding_nan_naming_it_and_never_prints_nan(checkpo
     assert_finite_json(only)
 
 
-def test_an_encoder_whose_weights_are_nan_gives_skip_lines_not_nan_scores(checkpoints, tmp_path, run_script):
+def test_an_encoder_whose_outputs_overflow_gives_skip_lines_not_nan_scores(checkpoints, tmp_path, run_script):
+    """Finite weights so large that the outputs overflow (NaN weights are refused when the checkpoint is read)."""
     state = torch.load(checkpoints[0], weights_only=True)
-    state[next(k for k in state if k.endswith("weight"))].fill_(float("nan"))
+    for key in state:
+        if key.endswith("weight"):
+            state[key].fill_(1e30)  # layer after layer: 1e30, 1e60 (Inf), then NaN
     torch.save(state, tmp_path / "nan_encoder.pt")
     good = _float_wav(tmp_path / "good.wav")
     result = run_script("predict", str(good), "--checkpoint_path", str(tmp_path / "nan_encoder.pt"),
