@@ -37,6 +37,9 @@ def run(main: Callable[[], object]) -> None:
     quiet_libraries()
     try:
         main()
+    except BrokenPipeError:  # stdout closed early (`predict.py ... | head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except OSError as err:
         if err.filename is None:
             if isinstance(err, USER_ERRORS):

@@ -2,6 +2,7 @@
 read weights-only), last.ckpt and best.ckpt, and the stops on SIGTERM and on a non-finite loss."""
 from __future__ import annotations
 
+import io
 import os
 from argparse import Namespace
 from pathlib import Path
@@ -13,7 +14,7 @@ from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, LearningRateM
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from clmr.atomic import atomic_path
+from clmr.atomic import write_bytes
 from clmr.checkpoints import read_checkpoint
 from clmr.config import ConfigError
 from clmr.datasets.loading import EpochLength
@@ -27,8 +28,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     `clmr.checkpoints.read_checkpoint`: weights only, whatever the caller or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        # Serialised in memory, then written through os.write: a full disk is an OSError naming the
+        # checkpoint (torch.save to a file would raise a RuntimeError of its own, a traceback for the user).
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes(path, buffer.getbuffer())
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return read_checkpoint(path)
