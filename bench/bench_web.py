@@ -23,7 +23,8 @@ import soundfile as sf
 from _common import ROOT, machine, record, table
 
 sys.path.insert(0, str(ROOT / "tests"))  # the test model and the page driver of tests/test_web.py
-from web_page import L, SR, drive, missing_tools, serving, stereo_with_truth, write_checkpoints  # noqa: E402
+from conftest import write_checkpoints  # noqa: E402
+from web_page import L, SR, drive, missing_tools, serving, stereo_with_truth  # noqa: E402
 
 from clmr.export import export_models, music_like  # noqa: E402
 from clmr.inference import load_model, predict_files  # noqa: E402

@@ -326,3 +326,107 @@ def tiny_main(tmp_path, tiny_data):
                 "--limit_train_batches", "2", "--limit_val_batches", "1", "--log_every_n_steps", "1",
                 "--accelerator", "cpu", "--run_name", "tiny", *extra]
     return flags
+
+
+@pytest.fixture(params=["mounted", "simulated"])
+def conditions(request, tmp_path, monkeypatch):
+    """Both ways a test gets a read-only or full folder: a real tmpfs (skipped where mounting is not
+    permitted) and patched OS calls (what CI without mounts uses), so that each is known to work."""
+    if request.param == "mounted" and not can_mount():
+        pytest.skip("this machine does not permit mounting a tmpfs")
+    made = FolderConditions(tmp_path, monkeypatch, simulate=request.param == "simulated")
+    yield made
+    made.release()
+
+
+# -- TensorBoard events ----------------------------------------------------------------------------------------
+def event_tags(run_dir: Path) -> set[str]:
+    """Every scalar, image and audio tag in the TensorBoard event files below `run_dir`."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for events in Path(run_dir).rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0, "audio": 0})
+        acc.Reload()
+        found = acc.Tags()
+        tags |= set(found["scalars"]) | set(found["images"]) | set(found["audio"])
+    return tags
+
+
+# -- the tiny test encoder and checkpoints written in each layout ------------------------------------------------
+TEST_SR, TEST_L = 22050, 59049
+ENCODER_PREFIXES = {"lightning": "model.encoder.", "clmr-v1": "encoder."}  # our pre-training .ckpt, CLMR v1 .pt
+
+
+def calibrated_encoder(seed: int = 0):
+    """A SampleCNN with known random weights whose output depends on its input, as a trained one's does:
+    He-initialised convolutions and BatchNorm statistics measured on music-like audio and noise.
+
+    (PyTorch's default initialisation with unit BatchNorm statistics maps every input to nearly the
+    same vector, which would make any parity or equality test pass.)"""
+    import torch
+    from torch import nn
+
+    from clmr.export import music_like
+    from clmr.models import SampleCNN
+
+    torch.manual_seed(seed)
+    encoder = SampleCNN(out_dim=50)
+    for m in encoder.modules():
+        if isinstance(m, nn.Conv1d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        if isinstance(m, nn.BatchNorm1d):
+            m.momentum = None  # cumulative average over the calibration batch
+    music = [torch.from_numpy(music_like(TEST_L, TEST_SR, seed + k)) for k in range(4)]
+    audio = torch.stack(music + [0.1 * torch.randn(TEST_L) for _ in range(4)])[:, None]
+    with torch.no_grad():
+        encoder.train()(audio)
+    return encoder.eval()
+
+
+def save_encoder(path: Path, encoder=None, layout: str = "lightning", hparams: dict | None = None) -> Path:
+    """`encoder` (default: the calibrated test encoder) saved as our pre-training checkpoint (`lightning`, with
+    `hparams`) or as the original CLMR v1 saved it (`clmr-v1`, a SimCLR state dict)."""
+    import torch
+
+    encoder = calibrated_encoder() if encoder is None else encoder
+    state = {f"{ENCODER_PREFIXES[layout]}{k}": v for k, v in encoder.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": hparams or {}} if layout == "lightning" else state, path)
+    return path
+
+
+def save_head(path: Path, n_tags: int, hparams: dict, std: float | None = 0.5, seed: int = 1) -> Path:
+    """A random linear probe head on 512-d representations, saved as a probe run saves it (keys model.*)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    head = nn.Sequential(nn.Linear(512, n_tags))
+    if std is not None:
+        nn.init.normal_(head[0].weight, std=std)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()}, "hyper_parameters": hparams},
+               path)
+    return path
+
+
+def random_encoder_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised encoder saved as our pre-training checkpoints are (keys model.encoder.*, a projector)."""
+    import torch
+
+    from clmr.models import SampleCNN
+
+    torch.manual_seed(seed)
+    encoder = SampleCNN(out_dim=11)
+    state = {f"model.encoder.{k}": v for k, v in encoder.state_dict().items() if not k.startswith("fc.")}
+    state["model.projector.0.weight"] = torch.randn(512, 512)
+    torch.save({"state_dict": state, "hyper_parameters": {"sample_rate": TEST_SR, "audio_length": TEST_L}}, path)
+    return path
+
+
+def write_checkpoints(root: Path) -> tuple[Path, Path]:
+    """The calibrated test encoder (our pre-training format) and a random linear head on the synthetic tags."""
+    from clmr.datasets.synthetic import TAGS
+
+    encoder = save_encoder(root / "pretrain.ckpt", hparams={"sample_rate": TEST_SR, "audio_length": TEST_L})
+    head = save_head(root / "head.ckpt", len(TAGS), {"dataset": "synthetic", "multilabel": True, "n_outputs": len(TAGS)})
+    return encoder, head

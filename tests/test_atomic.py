@@ -11,18 +11,9 @@ import pytest
 from clmr import cli
 from clmr.atomic import OutputPathError, check_writable, write_bytes, write_json, write_text
 from clmr.audio import write_wav
-from conftest import FolderConditions, can_mount, half_written
+from conftest import half_written
 
 
-@pytest.fixture(params=["mounted", "simulated"])
-def conditions(request, tmp_path, monkeypatch):
-    """Both ways a test gets a read-only or full folder: a real tmpfs (skipped where mounting is not
-    permitted) and patched OS calls (what CI without mounts uses), so that each is known to work."""
-    if request.param == "mounted" and not can_mount():
-        pytest.skip("this machine does not permit mounting a tmpfs")
-    made = FolderConditions(tmp_path, monkeypatch, simulate=request.param == "simulated")
-    yield made
-    made.release()
 
 
 def test_check_writable_refuses_a_read_only_folder_naming_it_and_the_flag(conditions):

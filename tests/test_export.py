@@ -18,7 +18,7 @@ from clmr.datasets.synthetic import TAGS
 from clmr.export import MIN_OPSET, ExportError, Tagger, check_inputs, export_onnx, max_opset, music_like, written_opset
 from clmr.models import SampleCNN
 from clmr.inference import load_model
-from encoders import calibrated_encoder
+from conftest import write_checkpoints
 
 L, SR = 59049, 22050
 
@@ -26,18 +26,7 @@ L, SR = 59049, 22050
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """An encoder in our pre-training checkpoint format and a linear head in the probe's, on the synthetic tags."""
-    root = tmp_path_factory.mktemp("ckpt")
-    encoder = calibrated_encoder()
-    enc_path = root / "pretrain.ckpt"
-    torch.save({"state_dict": {f"model.encoder.{k}": v for k, v in encoder.state_dict().items()},
-                "hyper_parameters": {"sample_rate": SR, "audio_length": L}}, enc_path)
-    torch.manual_seed(1)
-    head = nn.Sequential(nn.Linear(512, len(TAGS)))
-    nn.init.normal_(head[0].weight, std=0.5)
-    head_path = root / "head.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()},
-                "hyper_parameters": {"dataset": "synthetic", "multilabel": True, "n_outputs": len(TAGS)}}, head_path)
-    return enc_path, head_path
+    return write_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")

@@ -474,17 +474,11 @@ FILE_CASES = [
 @pytest.fixture(scope="module")
 def file_case_checkpoints(tmp_path_factory) -> tuple[Path, Path]:
     """The tiny test encoder saved as an original CLMR v1 checkpoint, and a linear head on 11 tags."""
-    import torch
-    from torch import nn
-
-    from encoders import calibrated_encoder
+    from conftest import save_encoder, save_head
 
     root = tmp_path_factory.mktemp("file_case_checkpoints")
-    torch.save({f"encoder.{k}": v for k, v in calibrated_encoder().state_dict().items()}, root / "encoder.pt")
-    torch.manual_seed(1)
-    head = nn.Sequential(nn.Linear(512, 11))
-    torch.save({"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()},
-                "hyper_parameters": {"dataset": "synthetic", "multilabel": True}}, root / "head.ckpt")
+    save_encoder(root / "encoder.pt", layout="clmr-v1")
+    save_head(root / "head.ckpt", 11, {"dataset": "synthetic", "multilabel": True}, std=None)
     return root / "encoder.pt", root / "head.ckpt"
 
 

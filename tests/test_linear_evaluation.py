@@ -12,16 +12,8 @@ import linear_evaluation
 from clmr import cli
 from clmr.datasets import REGISTRY
 from clmr.datasets.dataset import AudioDataset, DatasetError
-from clmr.models import SampleCNN
-
-def encoder_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A randomly initialised encoder saved as our pre-training checkpoints are (keys model.encoder.*)."""
-    torch.manual_seed(seed)
-    encoder = SampleCNN(out_dim=11)
-    state = {f"model.encoder.{k}": v for k, v in encoder.state_dict().items() if not k.startswith("fc.")}
-    state["model.projector.0.weight"] = torch.randn(512, 512)
-    torch.save({"state_dict": state, "hyper_parameters": {"sample_rate": 22050, "audio_length": 59049}}, path)
-    return path
+from conftest import event_tags
+from conftest import random_encoder_checkpoint as encoder_checkpoint
 
 
 def synthetic(tmp: Path, *extra: str) -> list[str]:
@@ -33,16 +25,6 @@ def synthetic(tmp: Path, *extra: str) -> list[str]:
 def results_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
-
-def event_tags(run_dir: Path) -> set[str]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    tags = set()
-    for events in run_dir.rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0})
-        acc.Reload()
-        tags |= set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
-    return tags
 
 
 @pytest.fixture(scope="module")

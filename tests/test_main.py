@@ -14,7 +14,7 @@ from pytorch_lightning import Callback
 
 import main
 from clmr.modules import ContrastiveLearning
-from conftest import assert_refused, half_written
+from conftest import assert_refused, event_tags, half_written
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,16 +25,6 @@ def tiny_run(tmp_path: Path, *extra: str) -> list[str]:
             "--limit_train_batches", "2", "--limit_val_batches", "1", "--log_every_n_steps", "1",
             "--accelerator", "cpu", "--run_name", "tiny", *extra]
 
-
-def event_tags(run_dir: Path) -> set[str]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    tags = set()
-    for events in run_dir.rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events), size_guidance={"audio": 0, "scalars": 0})
-        acc.Reload()
-        tags |= set(acc.Tags()["scalars"]) | set(acc.Tags()["audio"])
-    return tags
 
 
 def test_pretraining_writes_checkpoints_and_tensorboard_events(tmp_path):

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from torch import nn
 
 import predict as predict_script
 from clmr import evaluation
@@ -22,8 +21,7 @@ from clmr.export import music_like
 from clmr.embeddings import embed_files
 from clmr.inference import (chunk_audio, chunk_starts, encode_files, get_scene_embeddings, get_timestamp_embeddings,
                             load_model, predict_files)
-from conftest import assert_finite_json, assert_printable, assert_refused
-from encoders import calibrated_encoder
+from conftest import assert_finite_json, assert_printable, assert_refused, save_encoder, save_head
 
 L, SR = 59049, 22050
 
@@ -32,16 +30,8 @@ L, SR = 59049, 22050
 def checkpoints(tmp_path_factory):
     """An encoder as the original CLMR v1 saved it (a SimCLR state dict) and a linear probe head."""
     root = tmp_path_factory.mktemp("ckpt")
-    encoder = calibrated_encoder()
-    enc_path = root / "clmr_v1.pt"
-    torch.save({f"encoder.{k}": v for k, v in encoder.state_dict().items()}, enc_path)
-    torch.manual_seed(1)
-    head = nn.Sequential(nn.Linear(512, len(TAGS)))
-    nn.init.normal_(head[0].weight, std=0.5)
-    head_path = root / "head.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()},
-                "hyper_parameters": {"dataset": "synthetic", "multilabel": True}}, head_path)
-    return enc_path, head_path
+    return (save_encoder(root / "clmr_v1.pt", layout="clmr-v1"),
+            save_head(root / "head.ckpt", len(TAGS), {"dataset": "synthetic", "multilabel": True}))
 
 
 @pytest.fixture(scope="module")

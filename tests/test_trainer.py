@@ -7,16 +7,9 @@ import pytest
 import torch
 
 from clmr.trainer import AtomicCheckpointIO
-from conftest import FolderConditions, can_mount, half_written
+from conftest import half_written
 
 
-@pytest.fixture(params=["mounted", "simulated"])
-def conditions(request, tmp_path, monkeypatch):
-    if request.param == "mounted" and not can_mount():
-        pytest.skip("this machine does not permit mounting a tmpfs")
-    made = FolderConditions(tmp_path, monkeypatch, simulate=request.param == "simulated")
-    yield made
-    made.release()
 
 
 def test_a_checkpoint_is_written_and_read_back_weights_only(tmp_path):

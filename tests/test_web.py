@@ -21,7 +21,8 @@ from clmr.datasets.synthetic import TAGS
 from clmr.export import music_like
 from clmr.inference import MIN_CHUNK_FRACTION, chunk_centres_ms, chunk_starts, load_model, load_track, predict_files
 from conftest import assert_refused, run_script_in_process
-from web_page import L, SCREENSHOTS, SR, WEB, drive, missing_tools, serving, stereo_with_truth, write_checkpoints
+from web_page import L, SCREENSHOTS, SR, WEB, drive, missing_tools, serving, stereo_with_truth
+from conftest import write_checkpoints
 
 EXACT = 1e-4  # 22,050 Hz float wav: the same samples reach both runtimes; float32 rounding only (measured 1e-5)
 # 44,100 Hz stereo: Chromium resamples in decodeAudioData, predict.py with soxr HQ. Over 8 such 12 s files

@@ -17,11 +17,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import torch
-from torch import nn
-
-from clmr.datasets.synthetic import TAGS
-from encoders import calibrated_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
@@ -50,21 +45,6 @@ def missing_tools() -> str:
     if missing:
         return f"web/node_modules lacks {', '.join(missing)}: run `npm ci` in web/"
     return ""
-
-
-def write_checkpoints(root: Path) -> tuple[Path, Path]:
-    """The calibrated test encoder (our pre-training format) and a random linear head on the synthetic tags."""
-    encoder = calibrated_encoder()
-    enc_path = root / "pretrain.ckpt"
-    torch.save({"state_dict": {f"model.encoder.{k}": v for k, v in encoder.state_dict().items()},
-                "hyper_parameters": {"sample_rate": SR, "audio_length": L}}, enc_path)
-    torch.manual_seed(1)
-    head = nn.Sequential(nn.Linear(512, len(TAGS)))
-    nn.init.normal_(head[0].weight, std=0.5)
-    head_path = root / "head.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()},
-                "hyper_parameters": {"dataset": "synthetic", "multilabel": True, "n_outputs": len(TAGS)}}, head_path)
-    return enc_path, head_path
 
 
 def stereo_with_truth(seconds: float, rate: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
