@@ -24,7 +24,7 @@ from _common import machine, record, table
 from clmr.checkpoints import random_encoder
 from clmr.datasets.synthetic import SyntheticDataset
 from clmr.evaluation import probabilities, track_level_scores, track_metrics
-from clmr.modules.linear_evaluation import build_head
+from clmr.models import build_head
 from clmr.representations import crop_plan, encode
 
 

@@ -27,7 +27,8 @@ from conftest import write_checkpoints  # noqa: E402
 from web_page import L, SR, drive, missing_tools, serving, stereo_with_truth  # noqa: E402
 
 from clmr.export import export_models, music_like  # noqa: E402
-from clmr.inference import load_model, predict_files  # noqa: E402
+from clmr.hear import load_model  # noqa: E402
+from clmr.inference import predict_files  # noqa: E402
 from clmr.web import publish_for_web  # noqa: E402
 
 KINDS = {  # name: (sample rate, channels, soundfile subtype)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_API = {"load_model": "clmr.inference", "get_scene_embeddings": "clmr.inference",
-        "get_timestamp_embeddings": "clmr.inference", "ClmrModel": "clmr.inference"}
+_API = {"load_model": "clmr.hear", "get_scene_embeddings": "clmr.hear",
+        "get_timestamp_embeddings": "clmr.hear", "ClmrModel": "clmr.hear"}
 
 __all__ = list(_API)
 

@@ -12,6 +12,8 @@ import soundfile as sf
 from clmr.atomic import write_bytes
 from clmr.filenames import os_name, shown
 
+SAMPLE_RATE = 22050   # the defaults of config/config.yaml (sample_rate, audio_length; tests/test_config.py checks)
+AUDIO_LENGTH = 59049  # samples per crop: 3^10, what SampleCNN encodes (2.7 s at 22,050 Hz)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 # libsndfile subtypes whose samples are integers (FLAC reports PCM_*): they cannot hold NaN or infinity.
 INTEGER_SUBTYPES = ("PCM_", "ULAW", "ALAW", "ALAC_", "DPCM_", "DWVW_")

@@ -12,22 +12,26 @@ Only the convolutional trunk (`sequential.*`) is read: the projector, the superv
 pre-training `out_dim` do not matter to the 512-d representation. Files are always read with
 `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run code, and weights holding NaN or Inf
 are refused. `training_checkpoint` checks a checkpoint that main.py is to continue training from.
+
+Probe heads (`load_head`) and the names of their outputs (`head_labels`): from our `best.ckpt`, the
+original CLMR's finetuner checkpoints, a JSON list of tag names, or the dataset the checkpoint names.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from clmr.config import ConfigError
-from clmr.models import SampleCNN
+from clmr.models import N_FEATURES, SampleCNN, build_head
 
 # (format, prefix in front of `sequential.*`, where the state dict is), most specific first.
 ENCODER_FORMATS = (
@@ -37,6 +41,7 @@ ENCODER_FORMATS = (
     ("clmr-v1", "module.encoder.", None),   # saved from nn.DataParallel
     ("samplecnn", "", None),
 )
+FINETUNER_FLAG = "--finetuner_checkpoint_path"
 RANDOM = "random"  # --checkpoint_path random: a randomly initialised (seeded) encoder, the baseline (clmr.probe)
 
 
@@ -126,7 +131,10 @@ def read_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint_path") ->
             raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint ({_first_line(err)})") from None
 
 
-def _hparams(obj: dict) -> dict[str, Any]:
+def hyper_parameters(obj: Any) -> dict[str, Any]:
+    """The hyper-parameters a checkpoint (as `read_checkpoint` returns it) was saved with; {} when it has none."""
+    if not isinstance(obj, dict):
+        return {}
     hparams = obj.get("hyper_parameters")
     if isinstance(hparams, Opaque):  # an argparse.Namespace
         hparams = getattr(hparams, "state", None)
@@ -147,7 +155,7 @@ def encoder_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor]
     if not isinstance(obj, dict):
         raise CheckpointError(f"--checkpoint_path {path}: not a checkpoint (a {type(obj).__name__}, "
                               f"expected a state dict or a Lightning checkpoint)")
-    hparams = _hparams(obj)
+    hparams = hyper_parameters(obj)
     seen: list[str] = []
     for name, prefix, where in ENCODER_FORMATS:
         state = _state_dict(obj, where)
@@ -253,7 +261,7 @@ def head_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Reads our `checkpoints/best.ckpt` and the original CLMR v2 finetuner .ckpt (Lightning, keys
     `model.*`), and a CLMR v1 finetuner .pt (the head's own state dict, keys `0.weight`, `0.bias`).
     """
-    flag = "--finetuner_checkpoint_path"
+    flag = FINETUNER_FLAG
     obj = read_checkpoint(path, flag)
     state = _state_dict(obj, "state_dict") if isinstance(obj, dict) and "state_dict" in obj else _state_dict(obj, None)
     if state is None:
@@ -272,6 +280,102 @@ def head_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def _some_keys(state: dict, n: int = 3) -> str:
     keys = [str(k) for k in state]
     return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") if keys else "none"
+
+
+def load_head(path: str | os.PathLike, mlp: bool | None = None, n_outputs: int | None = None,
+              outputs_of: str = "") -> nn.Sequential:
+    """The probe head of a finetuner checkpoint (ours, or the original CLMR's), linear or MLP as its weights are,
+    in eval mode and frozen. With `mlp` or `n_outputs` given, a head of another kind or size is refused
+    (`outputs_of` says whose outputs `n_outputs` counts)."""
+    flag = FINETUNER_FLAG
+    state = head_state_dict(path)
+    if "0.weight" not in state or state["0.weight"].shape[-1] != N_FEATURES:
+        raise CheckpointError(f"{flag} {path}: not a probe head on {N_FEATURES}-d representations "
+                              f"(0.weight is {tuple(state['0.weight'].shape) if '0.weight' in state else 'missing'})")
+    is_mlp = "2.weight" in state
+    if mlp is not None and is_mlp != bool(mlp):
+        raise CheckpointError(f"{flag} {path}: {'an MLP' if is_mlp else 'a linear'} head; "
+                              f"pass --finetuner_mlp {int(is_mlp)}")
+    found = state["2.weight" if is_mlp else "0.weight"].shape[0]
+    head = build_head(N_FEATURES, found if n_outputs is None else n_outputs, is_mlp)
+    for key, value in head.state_dict().items() if n_outputs is not None else ():
+        if key not in state or tuple(state[key].shape) != tuple(value.shape):
+            shape = tuple(state[key].shape) if key in state else "missing"
+            raise CheckpointError(f"{flag} {path}: head weight {key} is {shape}, expected {tuple(value.shape)} "
+                                  f"({N_FEATURES} features -> {n_outputs} outputs{outputs_of})")
+    try:
+        head.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{flag} {path}: not a linear or MLP probe head ({_first_line(err)})") from None
+    return head.eval().requires_grad_(False)
+
+
+def head_outputs(head: nn.Sequential) -> int:
+    """How many tags (or classes) a head of `build_head` scores."""
+    return head[-1].out_features
+
+
+def read_tag_names(path: str | os.PathLike) -> list[str]:
+    """A JSON list of tag names (or an object with a `tags` list, as export.py writes beside the model)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--tags {path}: file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"--tags {path}: not JSON ({err})") from None
+    tags = data.get("tags") if isinstance(data, dict) else data
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise CheckpointError(f"--tags {path}: expected a JSON list of tag names")
+    return tags
+
+
+def head_labels(path: str | os.PathLike, n_tags: int,
+                tags: Sequence[str] | str | os.PathLike | None = None) -> tuple[list[str], bool]:
+    """(tag names, multilabel) of the head in finetuner checkpoint `path`, which scores `n_tags` outputs.
+
+    Tag names, first found: `tags` (a list, or a JSON file), the checkpoint's `tag_names`
+    hyper-parameter, the `results.json` of the probe run the checkpoint belongs to
+    (`<run>/checkpoints/best.ckpt` -> `<run>/results.json`), the names fixed in code for the dataset the
+    checkpoint names (`TAG_NAMES` of its class: synthetic, gtzan); failing all, `tag_0 ... tag_{n-1}`.
+    """
+    hparams = hyper_parameters(read_checkpoint(path, FINETUNER_FLAG))
+    dataset = _dataset_class(hparams.get("dataset"))
+    multilabel = hparams.get("multilabel")
+    if multilabel is None:
+        multilabel = getattr(dataset, "multilabel", True)
+    if isinstance(tags, (str, os.PathLike)):
+        names = read_tag_names(tags) if str(tags) else []
+    else:
+        names = list(tags or [])
+    fixed = list(getattr(dataset, "TAG_NAMES", ()))
+    names = names or list(hparams.get("tag_names") or []) or _run_tag_names(path, n_tags) \
+        or (fixed if len(fixed) == n_tags else []) or [f"tag_{i}" for i in range(n_tags)]
+    if len(names) != n_tags:
+        raise CheckpointError(f"{FINETUNER_FLAG} {path}: the head has {n_tags} outputs but {len(names)} tag names "
+                              f"were given")
+    return [str(n) for n in names], bool(multilabel)
+
+
+def _dataset_class(name: Any) -> type | None:
+    from clmr.datasets import REGISTRY, dataset_class
+
+    if name not in REGISTRY:
+        return None
+    try:
+        return dataset_class(name)
+    except ImportError:
+        return None
+
+
+def _run_tag_names(head_path: str | os.PathLike, n_tags: int) -> list[str]:
+    """The tag names in the results.json of the probe run a head checkpoint was saved in."""
+    results = Path(head_path).resolve().parent.parent / "results.json"
+    try:
+        tags = json.loads(results.read_text())["dataset"]["tags"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [str(t) for t in tags] if isinstance(tags, list) and len(tags) == n_tags else []
 
 
 # -- training checkpoints (main.py --checkpoint_path, --resume 1) --------------------------------
@@ -323,7 +427,7 @@ def training_checkpoint(path: str | os.PathLike, expected: dict[str, torch.Tenso
         raise CheckpointError(f"{flag} {path}: weights without {', '.join(missing)}: not a checkpoint to continue "
                               f"training from (linear_evaluation.py, predict.py and export.py read it)")
     _require_finite(state, path, flag, "model")
-    trained_with = _hparams(obj).get("optimizer")
+    trained_with = hyper_parameters(obj).get("optimizer")
     if optimizer and trained_with and trained_with != optimizer:
         raise CheckpointError(f"{flag} {path}: trained with --optimizer {trained_with}; continue it with the same "
                               f"optimiser (this run has --optimizer {optimizer})")

@@ -1,7 +1,6 @@
 """Embeddings of a music collection, resumable: one 512-d row per file (`predict.py --embeddings OUT`).
 
     summary = embed_files(["~/music"], load_model("encoder.ckpt"), "embeddings/")
-    print(format_embedding_summary(summary))
 """
 from __future__ import annotations
 
@@ -21,7 +20,8 @@ from clmr.atomic import write_bytes, write_json, write_text
 from clmr.audio import AudioFileError
 from clmr.checkpoints import CheckpointError
 from clmr.filenames import os_name, shown
-from clmr.inference import ClmrModel, EncodedTrack, encode_files, expand_paths
+from clmr.hear import ClmrModel
+from clmr.inference import EncodedTrack, encode_files, expand_paths
 from clmr.models import N_FEATURES
 
 EMBEDDINGS, INDEX, CHUNKS, META, PARTS = "embeddings.npy", "index.csv", "chunk_embeddings.npy", "meta.json", "parts"
@@ -35,22 +35,6 @@ class EmbeddingSummary:
     computed: int           # of which computed in this run (the rest were found in parts/)
     failed: list[tuple[Path, str]]
     total_chunks: int
-
-
-def format_embedding_summary(summary: EmbeddingSummary) -> str:
-    out = summary.out_dir
-    earlier = summary.embedded - summary.computed
-    lines = [f"embedded {summary.embedded} of {summary.n_files} file(s)"
-             + (f" ({earlier} from an earlier run)" if earlier else "")
-             + f": {summary.total_chunks} chunks",
-             f"{shown(out / EMBEDDINGS)}  ({summary.embedded}, {N_FEATURES}) float32, one row per file",
-             f"{shown(out / INDEX)}  row, path, duration_s, n_chunks, chunk_offset"]
-    if (out / CHUNKS).is_file():
-        lines.append(f"{shown(out / CHUNKS)}  ({summary.total_chunks}, {N_FEATURES}) float32, chunks of each file "
-                     f"in order")
-    if summary.failed:
-        lines.append(f"{shown(out / META)}  lists the {len(summary.failed)} skipped file(s) and why")
-    return "\n".join(lines)
 
 
 def _part_path(out_dir: Path, path: Path) -> Path:

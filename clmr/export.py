@@ -27,7 +27,8 @@ from torch import nn
 from clmr.atomic import atomic_path, write_json
 from clmr.config import ConfigError
 from clmr.filenames import shown
-from clmr.inference import MIN_CHUNK_FRACTION, ClmrModel, load_model
+from clmr.hear import ClmrModel, load_model
+from clmr.inference import MIN_CHUNK_FRACTION
 
 OPSET = 21
 # The oldest opset the exporter writes for these models: torch's ONNX functions are written in opset 18 and

@@ -1,4 +1,5 @@
-"""Whether the accelerator, devices, strategy and precision a config asks for can run on this machine.
+"""The hardware a config asks for: what it means (`hardware`, `on_gpu`, `device_of`: the one place that decides
+whether a run is on a GPU), and whether this machine can run it (`check_hardware`).
 
 Checked when the config is read, before any data is generated or loaded: a GPU asked for on a machine
 without one is one line, not a Lightning traceback minutes later. torch and Lightning are imported only
@@ -6,12 +7,58 @@ when something other than `auto` is asked for.
 """
 from __future__ import annotations
 
+from argparse import Namespace
 from importlib.util import find_spec
 from typing import Any
 
+from clmr.config import ConfigError
 from clmr.rules import Refused
 
 TRANSFORMER_ENGINE = "transformer-engine"  # Lightning's precisions of that name need the transformer_engine package
+
+
+def parse_devices(devices: str | int) -> str | int | list[int]:
+    """`auto`, a count (`2`), or a list of device ids (`0,1`)."""
+    text = str(devices).strip()
+    if text == "auto":
+        return text
+    try:
+        if "," in text:
+            return [int(d) for d in text.split(",") if d.strip()]
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--devices {devices!r}: expected auto, a number, or a list like 0,1") from None
+
+
+def hardware(cfg: Namespace) -> dict[str, Any]:
+    """Accelerator, devices and nodes; the original `--gpus N` means accelerator gpu on N devices."""
+    accelerator, _ = requested_accelerator(vars(cfg))
+    devices = cfg.gpus if cfg.gpus > 0 else parse_devices(cfg.devices)
+    return {"accelerator": accelerator, "devices": devices, "num_nodes": cfg.num_nodes}
+
+
+def on_gpu(hw: dict[str, Any]) -> bool:
+    """Whether a run on `hardware(cfg)` runs on CUDA GPUs (accelerator auto picks them when there are any)."""
+    import torch
+
+    return hw["accelerator"] in ("gpu", "cuda") or (hw["accelerator"] == "auto" and torch.cuda.is_available())
+
+
+def training_on_gpu(cfg: Namespace) -> bool:
+    """Whether the Trainer built from `cfg` trains on CUDA GPUs (accelerator auto picks them when there are any)."""
+    return on_gpu(hardware(cfg))
+
+
+def device_of(cfg: Namespace):
+    """The torch device of a one-process stage (the probe, predict.py): CUDA when the config runs on a GPU."""
+    import torch
+
+    hw = hardware(cfg)
+    if on_gpu(hw):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--accelerator {hw['accelerator']}: no CUDA device on this machine")
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def requested_accelerator(values: dict[str, Any]) -> tuple[str, str]:

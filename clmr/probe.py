@@ -36,7 +36,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from clmr.atomic import check_writable, write_json
-from clmr.checkpoints import RANDOM, CheckpointError, file_sha256, head_state_dict, load_encoder
+from clmr.checkpoints import RANDOM, CheckpointError, file_sha256, head_state_dict, load_encoder, load_head
 from clmr.config import ConfigError
 from clmr.datasets import dataset_from_config
 from clmr.datasets.dataset import AudioDataset, DatasetError
@@ -47,7 +47,8 @@ from clmr.modules.linear_evaluation import LinearEvaluation
 from clmr.plots import per_tag_figure, save_figure
 from clmr.representations import (Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint,
                                    representations)
-from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, hardware, run_name
+from clmr.hardware import device_of
+from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, run_name
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,6 @@ def check_config(cfg: Namespace) -> None:
                           f"{SampleCNN.receptive_field()} samples")
     if cfg.finetuner_batch_size < 1:
         raise ConfigError(f"--finetuner_batch_size {cfg.finetuner_batch_size}: expected a positive number")
-    label_fraction_tracks(1, cfg.finetuner_label_fraction, cfg.seed)  # checks the range
     if cfg.checkpoint_path and cfg.checkpoint_path != RANDOM:
         if Path(cfg.checkpoint_path).resolve().parent == checkpoint_dir(cfg, STAGE).resolve():
             raise ConfigError(f"--run_name {run_name(cfg, STAGE)!r}: the probe's head checkpoints would overwrite "
@@ -163,15 +163,6 @@ def labelled_subsets(cfg: Namespace) -> dict[str, AudioDataset]:
         raise DatasetError(f"--dataset {cfg.dataset} has no labels: linear evaluation needs a labelled dataset "
                            f"(synthetic, magnatagatune, msd, gtzan, librispeech)")
     return subsets
-
-
-def device_of(cfg: Namespace) -> torch.device:
-    accelerator = hardware(cfg)["accelerator"]
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--accelerator {accelerator}: no CUDA device on this machine")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def cache_dir(cfg: Namespace) -> Path:
@@ -206,22 +197,12 @@ def train_head(cfg: Namespace, module: LinearEvaluation, subsets: dict, train: R
                             "best_valid_loss": float(score) if score is not None else None}
 
 
-def load_head(cfg: Namespace, module: LinearEvaluation) -> tuple[TensorBoardLogger, dict]:
+def head_from_checkpoint(cfg: Namespace, module: LinearEvaluation) -> tuple[TensorBoardLogger, dict]:
     """The head of --finetuner_checkpoint_path instead of training one."""
     path = cfg.finetuner_checkpoint_path
-    state = head_state_dict(path)
-    mlp_file = any(k.startswith("2.") for k in state)
-    if mlp_file != bool(cfg.finetuner_mlp):
-        raise CheckpointError(f"--finetuner_checkpoint_path {path}: {'an MLP' if mlp_file else 'a linear'} head; "
-                              f"pass --finetuner_mlp {int(mlp_file)}")
-    expected = module.model.state_dict()
-    for key, value in expected.items():
-        if key not in state or tuple(state[key].shape) != tuple(value.shape):
-            found = tuple(state[key].shape) if key in state else "missing"
-            raise CheckpointError(f"--finetuner_checkpoint_path {path}: head weight {key} is {found}, expected "
-                                  f"{tuple(value.shape)} ({N_FEATURES} features -> {module.hparams.n_outputs} "
-                                  f"outputs of --dataset {cfg.dataset})")
-    module.model.load_state_dict({k: state[k] for k in expected})
+    head = load_head(path, mlp=bool(cfg.finetuner_mlp), n_outputs=module.hparams.n_outputs,
+                     outputs_of=f" of --dataset {cfg.dataset}")
+    module.model.load_state_dict(head.state_dict())
     logger = TensorBoardLogger(save_dir=cfg.log_dir, name=run_name(cfg, STAGE), default_hp_metric=False)
     return logger, {"trained": False, "checkpoint": str(path), "sha256": file_sha256(path)}
 
@@ -259,7 +240,7 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
 
     seed_everything(cfg.seed, workers=True)
     module = LinearEvaluation(cfg, N_FEATURES, len(tags), multilabel, tags)
-    logger, head = load_head(cfg, module) if cfg.finetuner_checkpoint_path else \
+    logger, head = head_from_checkpoint(cfg, module) if cfg.finetuner_checkpoint_path else \
         train_head(cfg, module, subsets, train, valid)
     module.cpu()
     scores = test_scores(module, test, multilabel)

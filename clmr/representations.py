@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from clmr.atomic import write_bytes
 from clmr.audio import AudioFileError
+from clmr.chunking import chunk_starts
 from clmr.datasets.dataset import AudioDataset
-from clmr.evaluation import chunk_starts
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def crop_plan(dataset: AudioDataset, mode: str, seed: int = 0) -> tuple[np.ndarr
     for idx in range(len(dataset)):
         frames = dataset.num_frames(idx)
         if mode == "chunks":
-            chunk = chunk_starts(frames, dataset.audio_length)
+            chunk = chunk_starts(frames, dataset.audio_length).tolist()
         else:
             slack = max(frames - dataset.audio_length, 0)
             generator = torch.Generator().manual_seed(seed * 1_000_003 + idx)

@@ -18,6 +18,7 @@ from clmr.atomic import write_bytes
 from clmr.checkpoints import read_checkpoint
 from clmr.config import ConfigError
 from clmr.datasets.loading import EpochLength
+from clmr.hardware import device_of, hardware, on_gpu, parse_devices, training_on_gpu  # noqa: F401 - and here
 from clmr.stopping import StopOnNonFiniteLoss, StopOnSignal
 
 LAST, BEST = "last.ckpt", "best.ckpt"
@@ -85,29 +86,6 @@ def checkpoint_dir(cfg: Namespace, stage: str) -> Path:
     return Path(cfg.log_dir) / run_name(cfg, stage) / "checkpoints"
 
 
-def parse_devices(devices: str | int) -> str | int | list[int]:
-    """`auto`, a count (`2`), or a list of device ids (`0,1`)."""
-    text = str(devices).strip()
-    if text == "auto":
-        return text
-    try:
-        if "," in text:
-            return [int(d) for d in text.split(",") if d.strip()]
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"--devices {devices!r}: expected auto, a number, or a list like 0,1") from None
-
-
-def hardware(cfg: Namespace) -> dict[str, Any]:
-    """Accelerator, devices and nodes; the original `--gpus N` means accelerator gpu on N devices."""
-    accelerator, devices = cfg.accelerator, parse_devices(cfg.devices)
-    if cfg.gpus > 0:
-        accelerator, devices = "gpu", cfg.gpus
-    elif cfg.gpus == 0:
-        accelerator = "cpu"
-    return {"accelerator": accelerator, "devices": devices, "num_nodes": cfg.num_nodes}
-
-
 def use_sync_batchnorm(cfg: Namespace, hw: dict[str, Any]) -> bool:
     """SyncBatchNorm (BatchNorm statistics over every process's batch, as SimCLR and CLMR) unless
     `--sync_batchnorm 0`, on GPUs that may be more than one process.
@@ -116,16 +94,9 @@ def use_sync_batchnorm(cfg: Namespace, hw: dict[str, Any]) -> bool:
     Lightning converts the layers only under a parallel strategy (DDP, FSDP), so `devices auto` on a
     one-GPU machine stays plain BatchNorm.
     """
-    accelerator, devices = hw["accelerator"], hw["devices"]
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    devices = hw["devices"]
     one_process = hw["num_nodes"] == 1 and (devices == 1 or (isinstance(devices, list) and len(devices) == 1))
-    return bool(cfg.sync_batchnorm) and on_gpu and not one_process
-
-
-def training_on_gpu(cfg: Namespace) -> bool:
-    """Whether the Trainer built from `cfg` trains on CUDA GPUs (accelerator auto picks them when there are any)."""
-    accelerator = hardware(cfg)["accelerator"]
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return bool(cfg.sync_batchnorm) and on_gpu(hw) and not one_process
 
 
 def native_bf16(cfg: Namespace) -> bool:

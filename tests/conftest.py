@@ -10,7 +10,9 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("preprocess", "main", "linear_evaluation", "predict", "export")
@@ -430,3 +432,68 @@ def write_checkpoints(root: Path) -> tuple[Path, Path]:
     encoder = save_encoder(root / "pretrain.ckpt", hparams={"sample_rate": TEST_SR, "audio_length": TEST_L})
     head = save_head(root / "head.ckpt", len(TAGS), {"dataset": "synthetic", "multilabel": True, "n_outputs": len(TAGS)})
     return encoder, head
+
+
+# -- what predict.py and clmr.inference/hear/embeddings are tested on ------------------------------------------
+def _music_like(n: int, rate: int, seed: int):
+    from clmr.export import music_like
+
+    return music_like(n, rate, seed)
+
+
+SYNTHETIC_TAGS = ["piano", "strings", "synth", "bells", "bass", "drums", "hihat", "fast", "high", "minor", "reverb"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """An encoder as the original CLMR v1 saved it (a SimCLR state dict) and a linear probe head."""
+    root = tmp_path_factory.mktemp("ckpt")
+    return (save_encoder(root / "clmr_v1.pt", layout="clmr-v1"),
+            save_head(root / "head.ckpt", len(SYNTHETIC_TAGS), {"dataset": "synthetic", "multilabel": True}))
+
+
+@pytest.fixture(scope="module")
+def model(checkpoints):
+    """`checkpoints` loaded by clmr.load_model, 4 chunks a batch."""
+    from clmr.hear import load_model
+
+    return load_model(*checkpoints, batch_size=4)
+
+
+def stereo_and_mono(seconds: float, seed: int = 0):
+    """One band-limited stereo signal, written out at 44.1 kHz stereo and, independently, its mono mix at
+    22.05 kHz: partials below 5 kHz with slow amplitude envelopes, different in the two channels."""
+    rng = np.random.default_rng(seed)
+    partials = [(rng.uniform(60, 5000), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 3), rng.integers(0, 2))
+                for _ in range(24)]
+
+    def render(rate: int) -> np.ndarray:
+        t = np.arange(int(seconds * rate)) / rate
+        out = np.zeros((len(t), 2))
+        for f, phase, rate_am, channel in partials:
+            envelope = (1 + np.sin(2 * np.pi * rate_am * t)) / 2
+            out[:, channel] += 0.08 * np.sin(2 * np.pi * f * t + phase) * envelope
+        return out
+
+    return render(44100), render(22050).mean(axis=1)
+
+
+def folder_with_one_corrupt_file(root):
+    """Three usable files of three formats and rates (one in a sub-folder) and one corrupt WAV."""
+    root.mkdir()
+    sf.write(root / "a.wav", _music_like(2 * TEST_L, TEST_SR, 1), TEST_SR)
+    sf.write(root / "b.flac", np.stack([_music_like(3 * 44100, 44100, 2)] * 2, axis=1), 44100)
+    (root / "c_corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk" * 40)
+    sub = root / "sub"
+    sub.mkdir()
+    sf.write(sub / "d.ogg", _music_like(int(2.8 * 48000), 48000, 3), 48000)
+    return root
+
+
+def float_wav(path, seconds: float = 3.0, poison: float | None = None, seed: int = 0):
+    """A float WAV of music-like audio at 22,050 Hz, `poison` (NaN, Inf) at 1 s if given."""
+    x = _music_like(int(seconds * TEST_SR), TEST_SR, seed)
+    if poison is not None:
+        x[TEST_SR] = poison
+    sf.write(os.fsencode(path), x, TEST_SR, subtype="FLOAT", format="WAV")
+    return path

@@ -11,7 +11,7 @@ from clmr.checkpoints import (CheckpointError, file_sha256, head_state_dict, loa
                               read_checkpoint)
 from clmr.config import load_config
 from clmr.models import SampleCNN
-from clmr.modules.linear_evaluation import build_head
+from clmr.models import build_head
 
 AUDIO_LENGTH = SampleCNN.receptive_field()
 

@@ -277,3 +277,11 @@ def test_help_shows_each_options_rule(capsys):
     with pytest.raises(SystemExit):
         load_config(["--help"])
     assert "an integer >= 2 (per device; BatchNorm cannot train on" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_audio_constants_are_the_config_defaults():
+    from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
+    from clmr.models import SampleCNN
+
+    cfg = load_config([])
+    assert (cfg.sample_rate, cfg.audio_length) == (SAMPLE_RATE, AUDIO_LENGTH) == (SAMPLE_RATE, SampleCNN.receptive_field())

@@ -2,20 +2,13 @@
 import numpy as np
 import pytest
 
-from clmr.config import ConfigError
-from clmr.evaluation import (accuracy, chunk_starts, label_fraction_tracks, probabilities, tagging_metrics,
+from clmr.evaluation import (accuracy, label_fraction_tracks, probabilities, tagging_metrics,
                              track_level_scores, track_metrics)
 
 L = 59049
 
 
 # -- track-level scores, by hand ----------------------------------------------------------------
-def test_chunks_are_consecutive_and_non_overlapping_and_a_short_track_is_one_chunk():
-    assert chunk_starts(3 * L + 5, L) == [0, L, 2 * L]   # the 5-sample remainder is not scored
-    assert chunk_starts(L, L) == [0]
-    assert chunk_starts(100, L) == [0]                   # shorter than a chunk: one (zero-padded) chunk
-
-
 def test_sigmoid_for_tags_and_softmax_for_classes():
     logits = np.array([[0.0, np.log(3.0)]])
     assert np.allclose(probabilities(logits, multilabel=True), [[0.5, 0.75]])
@@ -98,6 +91,6 @@ def test_label_fraction_is_seeded_and_never_empty():
 
 
 @pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5])
-def test_label_fraction_outside_zero_one_is_a_config_error(fraction):
-    with pytest.raises(ConfigError, match="--finetuner_label_fraction"):
+def test_label_fraction_outside_zero_one_is_refused(fraction):
+    with pytest.raises(ValueError, match="label fraction"):
         label_fraction_tracks(100, fraction, seed=0)

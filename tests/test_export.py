@@ -17,7 +17,7 @@ from clmr.checkpoints import CheckpointError, load_encoder
 from clmr.datasets.synthetic import TAGS
 from clmr.export import MIN_OPSET, ExportError, Tagger, check_inputs, export_onnx, max_opset, music_like, written_opset
 from clmr.models import SampleCNN
-from clmr.inference import load_model
+from clmr.hear import load_model
 from conftest import write_checkpoints
 
 L, SR = 59049, 22050

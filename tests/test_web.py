@@ -19,7 +19,9 @@ import soundfile as sf
 from clmr.audio import AudioFileError
 from clmr.datasets.synthetic import TAGS
 from clmr.export import music_like
-from clmr.inference import MIN_CHUNK_FRACTION, chunk_centres_ms, chunk_starts, load_model, load_track, predict_files
+from clmr.chunking import chunk_centres_ms, chunk_starts
+from clmr.hear import load_model
+from clmr.inference import MIN_CHUNK_FRACTION, load_track, predict_files
 from conftest import assert_refused, run_script_in_process
 from web_page import L, SCREENSHOTS, SR, WEB, drive, missing_tools, serving, stereo_with_truth
 from conftest import write_checkpoints

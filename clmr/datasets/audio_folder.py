@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from clmr.audio import find_audio_files
+from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE, find_audio_files
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.filenames import shown
 
@@ -15,8 +15,8 @@ class AudioFolder(AudioDataset):
 
     name = "audio"
 
-    def __init__(self, root: str | os.PathLike, subset: str = "train", sample_rate: int = 22050,
-                 audio_length: int = 59049):
+    def __init__(self, root: str | os.PathLike, subset: str = "train", sample_rate: int = SAMPLE_RATE,
+                 audio_length: int = AUDIO_LENGTH):
         super().__init__(root, subset, sample_rate, audio_length)
         if not self.root.is_dir():
             raise DatasetError(f"{shown(self.root)}: dataset folder not found (--dataset_dir)")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from clmr.audio import AudioFileError, AudioInfo, audio_info, check_format, read_window
+from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE, AudioFileError, AudioInfo, audio_info, check_format, read_window
 from clmr.filenames import shown
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,10 @@ class AudioDataset(Dataset):
 
     name = "dataset"
     multilabel = True
+    TAG_NAMES: tuple[str, ...] = ()  # tag names fixed in code (the same for every copy of the dataset), if any
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = 22050,
-                 audio_length: int = 59049):
+    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE,
+                 audio_length: int = AUDIO_LENGTH):
         if subset not in SUBSETS:
             raise DatasetError(f"unknown subset {subset!r}; expected one of {', '.join(SUBSETS)}")
         self.root = Path(root)

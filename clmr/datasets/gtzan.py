@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.datasets.metadata import existing
 
@@ -59,8 +60,9 @@ class GTZAN(AudioDataset):
 
     name = "gtzan"
     multilabel = False
+    TAG_NAMES = GENRES
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = 22050, audio_length: int = 59049):
+    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH):
         super().__init__(root, subset, sample_rate, audio_length)
         self.base = dataset_root(root)
         hint = f"convert it with: python preprocess.py --dataset gtzan --dataset_dir {root} --sample_rate {sample_rate}"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.datasets.metadata import existing
 
@@ -59,7 +60,7 @@ class LibriSpeech(AudioDataset):
     name = "librispeech"
     multilabel = False
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = 22050, audio_length: int = 59049,
+    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
                  url: str = DEFAULT_URL):
         super().__init__(root, subset, sample_rate, audio_length)
         self.base = dataset_root(root)

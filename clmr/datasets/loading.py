@@ -17,6 +17,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
 
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.datasets.views import CropDataset
+from clmr.hardware import hardware, training_on_gpu
 
 PREFETCH_FACTOR = 4  # batches each worker prepares ahead
 
@@ -26,8 +27,6 @@ MAX_AUTO_WORKERS = 8
 
 def pin_memory(cfg: Namespace) -> bool:
     """Page-locked batches make host-to-GPU copies asynchronous: worth it only when training runs on a GPU."""
-    from clmr.trainer import training_on_gpu
-
     return torch.cuda.is_available() and training_on_gpu(cfg)
 
 
@@ -37,8 +36,6 @@ def num_workers(cfg: Namespace) -> int:
     this process may use, shared among this node's GPUs, less one for the main process, at most 8."""
     if cfg.workers >= 0:
         return cfg.workers
-    from clmr.trainer import hardware, training_on_gpu
-
     if not training_on_gpu(cfg):
         return 0
     devices = hardware(cfg)["devices"]

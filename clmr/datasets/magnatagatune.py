@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.datasets.download import RemoteFile
 from clmr.datasets.metadata import check_tag_count, existing, read_gt_tsv, read_label_names, require_files
@@ -115,7 +116,7 @@ class MagnaTagATune(AudioDataset):
     name = "magnatagatune"
     multilabel = True
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = 22050, audio_length: int = 59049,
+    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
                  split: str = "pons2017"):
         super().__init__(root, subset, sample_rate, audio_length)
         if split not in SPLITS:

@@ -18,6 +18,7 @@ import logging
 import os
 from pathlib import Path
 
+from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.datasets.metadata import (check_tag_count, existing, load_plain_pickle, read_gt_tsv, read_label_names,
                                     require_files)
@@ -57,7 +58,7 @@ class MillionSongDataset(AudioDataset):
     name = "msd"
     multilabel = True
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = 22050, audio_length: int = 59049):
+    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH):
         super().__init__(root, subset, sample_rate, audio_length)
         self.base = dataset_root(root)
         meta = self.base / "metadata"

@@ -45,7 +45,7 @@ from typing import Iterator
 import numpy as np
 
 from clmr.atomic import write_json, write_text
-from clmr.audio import write_wav
+from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE, write_wav
 from clmr.datasets.dataset import SUBSETS, AudioDataset, DatasetError
 
 log = logging.getLogger(__name__)
@@ -426,8 +426,9 @@ class SyntheticDataset(AudioDataset):
 
     name = "synthetic"
     multilabel = True
+    TAG_NAMES = tuple(TAGS)
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = 22050, audio_length: int = 59049,
+    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
                  n_tracks: int = 240, duration: float = 8.0, seed: int = 42):
         super().__init__(root, subset, sample_rate, audio_length)
         if n_tracks < min_tracks():

@@ -9,17 +9,10 @@ from pytorch_lightning import LightningModule
 from torch import nn
 
 from clmr.evaluation import probabilities, track_metrics
+from clmr.models.head import build_head
 
-HIDDEN = 512             # the MLP head's hidden layer
 PLATEAU_FACTOR = 0.1     # the original CLMR's finetuner schedule
 PLATEAU_PATIENCE = 5
-
-
-def build_head(n_features: int, n_outputs: int, mlp: bool) -> nn.Sequential:
-    """`Linear`, or `Linear-ReLU-Linear` with 512 hidden units: keys `0.*` (and `2.*`) as in the original."""
-    if mlp:
-        return nn.Sequential(nn.Linear(n_features, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_outputs))
-    return nn.Sequential(nn.Linear(n_features, n_outputs))
 
 
 class LinearEvaluation(LightningModule):
