@@ -8,11 +8,9 @@ and why, and what failed and why. See docs/DATASETS.md for each dataset's layout
 """
 from __future__ import annotations
 
-import sys
-
 from clmr import cli
 from clmr.config import load_config
-from clmr.preprocessing import bare_flags, summary
+from clmr.preprocessing import summary
 from clmr.rules import Option, Switch, Text
 
 EXTRA = {
@@ -23,7 +21,6 @@ EXTRA = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = bare_flags(list(sys.argv[1:] if argv is None else argv), ["download"])
     cfg = load_config(argv, prog="preprocess.py", extra=EXTRA)
     from clmr.datasets.prepare import prepare
 

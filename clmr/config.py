@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import yaml
 
 from clmr.options import CHECKS, RULES, Option, Refused, Rule, rule_for_default
+from clmr.rules import Switch
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
 
@@ -82,6 +83,18 @@ class _Parser(argparse.ArgumentParser):
                 action.help = (f"{option.help + '; ' if option.help else ''}{option.rule.expected()}; "
                                f"default: {option.default}").replace("%", "%%")
         return super().format_help()
+
+
+def bare_switches(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """Let on/off flags stand alone, in every script: `--download` is `--download 1` when no value follows it."""
+    flags = {f"--{n}" for n in names}
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        out.append(word)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if word in flags and (following is None or following.startswith("--")):
+            out.append("1")
+    return out
 
 
 def build_parser(options: dict[str, Option], prog: str | None = None,
@@ -152,6 +165,7 @@ def load_config(argv: Sequence[str] | None = None, prog: str | None = None,
     for key, option in (extra or {}).items():
         options[key] = option if isinstance(option, Option) else Option(option, rule_for_default(option))
         given[key] = Given(str(options[key].default), f"--{key} (default)")
+    argv = bare_switches(argv, [key for key, option in options.items() if isinstance(option.rule, Switch)])
     flags = vars(build_parser(options, prog=prog, positional=positional).parse_args(argv))
     config = flags.pop("config")
     given.update({key: Given(flags.pop(key), f"--{key}") for key in list(flags) if key in options})

@@ -29,7 +29,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
 
 import soundfile as sf
 
@@ -38,7 +37,7 @@ from clmr.audio import AudioAccessError, AudioFileError, audio_info, load_mono, 
 from clmr.conversion_plan import INPUT_EXTENSIONS, Job, PreprocessError, distinct_outputs, plan_mirror
 from clmr.filenames import shown
 
-__all__ = ["INPUT_EXTENSIONS", "Job", "PreprocessError", "Result", "bare_flags", "convert_all", "convert_file",
+__all__ = ["INPUT_EXTENSIONS", "Job", "PreprocessError", "Result", "convert_all", "convert_file",
            "distinct_outputs", "plan_mirror", "summary"]
 
 log = logging.getLogger(__name__)
@@ -326,15 +325,3 @@ def summary(manifest: dict) -> str:
     if len(manifest["failed"]) > 10:
         lines.append(f"  ... and {len(manifest['failed']) - 10} more failures in the manifest")
     return "\n".join(lines)
-
-
-def bare_flags(argv: list[str], names: Iterable[str]) -> list[str]:
-    """Let boolean flags stand alone: `--download` becomes `--download 1` (the config parser wants a value)."""
-    names = {f"--{n}" for n in names}
-    out = []
-    for i, word in enumerate(argv):
-        out.append(word)
-        nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if word in names and (nxt is None or nxt.startswith("--")):
-            out.append("1")
-    return out

@@ -285,3 +285,9 @@ def test_the_audio_constants_are_the_config_defaults():
 
     cfg = load_config([])
     assert (cfg.sample_rate, cfg.audio_length) == (SAMPLE_RATE, AUDIO_LENGTH) == (SAMPLE_RATE, SampleCNN.receptive_field())
+
+
+def test_every_on_off_flag_may_stand_alone_in_every_script():
+    cfg = load_config(["--deterministic", "--batch_size", "8", "--resume"])
+    assert (cfg.deterministic, cfg.batch_size, cfg.resume) == (1, 8, 1)
+    assert load_config(["--deterministic", "0"]).deterministic == 0

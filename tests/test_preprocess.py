@@ -14,7 +14,7 @@ import soundfile as sf
 
 import preprocess
 from clmr.datasets.magnatagatune import BROKEN_CLIPS, MagnaTagATune
-from clmr.preprocessing import Job, PreprocessError, bare_flags, convert_all, convert_file, plan_mirror, summary
+from clmr.preprocessing import Job, PreprocessError, convert_all, convert_file, plan_mirror, summary
 from conftest import assert_refused, half_written, run_unprivileged
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,9 +217,11 @@ def test_preprocess_script_fails_with_one_line_for_bad_input(tmp_path):
 
 
 def test_download_may_be_given_as_a_bare_flag():
-    assert bare_flags(["--download", "--workers", "2"], ["download"]) == ["--download", "1", "--workers", "2"]
-    assert bare_flags(["--workers", "2", "--download"], ["download"]) == ["--workers", "2", "--download", "1"]
-    assert bare_flags(["--download", "0"], ["download"]) == ["--download", "0"]
+    from clmr.config import bare_switches
+
+    assert bare_switches(["--download", "--workers", "2"], ["download"]) == ["--download", "1", "--workers", "2"]
+    assert bare_switches(["--workers", "2", "--download"], ["download"]) == ["--workers", "2", "--download", "1"]
+    assert bare_switches(["--download", "0"], ["download"]) == ["--download", "0"]
 
 
 def test_preprocess_main_handles_gtzan_in_process(tmp_path, capsys):
