@@ -14,8 +14,8 @@ from argparse import Namespace
 from clmr import cli
 from clmr.checkpoints import RANDOM
 from clmr.config import ConfigError, load_config
-from clmr.probe import (check_config, check_outputs, encoder_from_config, format_comparison, format_results, random_encoder,
-                        run_probe)
+from clmr.probe import check_config, check_outputs, encoder_from_config, probe_encoder, run_probe
+from clmr.probe_outputs import format_comparison, format_results
 from clmr.rules import Option, Switch
 from clmr.trainer import run_name, tensorboard_hint
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     results = run_probe(cfg, encoder_from_config(cfg))
     print(format_results(results))
     if cfg.compare_random:
-        baseline = run_probe(baseline_cfg, random_encoder(cfg.seed))
+        baseline = run_probe(baseline_cfg, probe_encoder(RANDOM, cfg.seed))
         print("\n" + format_results(baseline) + "\n\n" + format_comparison(results, baseline))
     print(f"\nview: {tensorboard_hint(cfg)}")
 

@@ -25,7 +25,7 @@ from _common import command, machine, median_time, record, table
 from clmr.audio import INTEGER_SUBTYPES, check_finite, read_window
 from clmr.config import load_config
 from clmr.datasets.dataset import AudioDataset
-from clmr.datasets.loading import crop_loader
+from clmr.stages import training_loader
 from clmr.datasets.views import CropDataset
 
 SAMPLE_RATE = 22050
@@ -197,7 +197,7 @@ def loader_throughput(folder: Path, args) -> str:
     for batch in (16, 48):
         for workers in (0, 2):
             cfg = load_config(["--batch_size", str(batch), "--workers", str(workers)])
-            loader = crop_loader(dataset, cfg, train=True, n_views=2)
+            loader = training_loader(dataset, cfg, train=True, n_views=2)
             per_epoch = len(loader)
             epochs = max(1, -(-args.loader_batches // per_epoch))
             for _ in loader:  # start the workers and warm the cache

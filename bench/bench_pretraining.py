@@ -32,9 +32,8 @@ from _common import command, machine, record, table
 from bench_loading import Clips, make_clips
 from clmr.augmentations import build_augmentation_chain
 from clmr.config import load_config
-from clmr.datasets.loading import crop_loader
 from clmr.models import SampleCNN
-from clmr.modules import ContrastiveLearning
+from clmr.stages import contrastive_module, training_loader
 from clmr.modules.optimizers import build_optimizer
 from clmr.trainer import build_trainer, native_bf16, resolve_precision
 
@@ -54,7 +53,7 @@ def autocast(precision: str, device: torch.device):
 def build(cfg, device: torch.device):
     """The module main.py builds (its encoder compiled if cfg.compile), on `device`, and its optimiser."""
     chain = build_augmentation_chain(cfg)
-    module = ContrastiveLearning(cfg, SampleCNN(out_dim=50), augment=chain if cfg.augment_on == "device" else None)
+    module = contrastive_module(cfg, SampleCNN(out_dim=50), augment=chain if cfg.augment_on == "device" else None)
     module.to(device).train()
     optimizer = build_optimizer(module.model.parameters(), module.hparams)
     return module, optimizer, chain
@@ -112,7 +111,7 @@ def step_table(base_argv: list[str], device, args) -> tuple[str, dict]:
 def end_to_end(cfg, device, dataset, args) -> dict:
     torch.manual_seed(0)
     module, optimizer, chain = build(cfg, device)
-    loader = crop_loader(dataset, cfg, train=True, n_views=2,
+    loader = training_loader(dataset, cfg, train=True, n_views=2,
                          transform=chain if cfg.augment_on == "workers" else None)
     waits, augments, steps, totals = [], [], [], []
     batches = iter(loader)
@@ -162,8 +161,8 @@ def through_lightning(cfg, device, dataset, args, log_dir: str) -> dict:
     """main.py's path: the Lightning Trainer from build_trainer fitting ContrastiveLearning on crop_loader."""
     torch.manual_seed(0)
     chain = build_augmentation_chain(cfg)
-    module = ContrastiveLearning(cfg, SampleCNN(out_dim=50), augment=chain if cfg.augment_on == "device" else None)
-    loader = crop_loader(dataset, cfg, train=True, n_views=2, transform=chain if cfg.augment_on == "workers" else None)
+    module = contrastive_module(cfg, SampleCNN(out_dim=50), augment=chain if cfg.augment_on == "device" else None)
+    loader = training_loader(dataset, cfg, train=True, n_views=2, transform=chain if cfg.augment_on == "workers" else None)
     timer = StepTimer(device)
     cfg.log_dir, cfg.max_steps, cfg.limit_val_batches = log_dir, args.warmup + args.steps, 0
     trainer = build_trainer(cfg, "pretrain", [timer], enable_checkpointing=False, enable_progress_bar=False)

@@ -7,6 +7,7 @@ when something other than `auto` is asked for.
 """
 from __future__ import annotations
 
+import os
 from argparse import Namespace
 from importlib.util import find_spec
 from typing import Any
@@ -59,6 +60,37 @@ def device_of(cfg: Namespace):
             raise ConfigError(f"--accelerator {hw['accelerator']}: no CUDA device on this machine")
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def pin_memory(cfg: Namespace) -> bool:
+    """Page-locked batches make host-to-GPU copies asynchronous: worth it only when training runs on a GPU."""
+    import torch
+
+    return torch.cuda.is_available() and training_on_gpu(cfg)
+
+
+def num_workers(cfg: Namespace) -> int:
+    """`--workers N`, or for -1 (auto): none when training on the CPU, where workers would take cores
+    from the model (reading the crops by seeking costs about 1% of a step there); on GPUs the cores
+    this process may use, shared among this node's GPUs, less one for the main process, at most 8."""
+    if cfg.workers >= 0:
+        return cfg.workers
+    if not training_on_gpu(cfg):
+        return 0
+    import torch
+
+    devices = hardware(cfg)["devices"]
+    if isinstance(devices, list):
+        per_node = len(devices)
+    elif isinstance(devices, int) and devices > 0:
+        per_node = devices
+    else:
+        per_node = max(torch.cuda.device_count(), 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_AUTO_WORKERS, cores // per_node - 1))
 
 
 def requested_accelerator(values: dict[str, Any]) -> tuple[str, str]:

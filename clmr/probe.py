@@ -1,7 +1,7 @@
 """Linear evaluation of a frozen encoder, end to end: representations, head, track-level test scores, outputs.
 
     probe = run_probe(cfg, encoder_from_config(cfg))
-    print(format_results(probe))
+    print(format_results(probe))                 # clmr.probe_outputs: what a person reads
 
 Training protocols (`--finetuner_protocol`):
 
@@ -42,9 +42,10 @@ from clmr.datasets import dataset_from_config
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.evaluation import label_fraction_tracks, probabilities, track_level_scores, track_metrics
 from clmr.filenames import shown
-from clmr.models import N_FEATURES, SampleCNN
+from clmr.models import SampleCNN
 from clmr.modules.linear_evaluation import LinearEvaluation
-from clmr.plots import per_tag_figure, save_figure
+from clmr.probe_outputs import format_comparison, format_results, padded_tracks, write_outputs  # noqa: F401 (format_*: re-exported)
+from clmr.stages import linear_module
 from clmr.representations import (Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint,
                                    representations)
 from clmr.hardware import device_of
@@ -72,29 +73,30 @@ class Encoder:
 
 def encoder_from_config(cfg: Namespace) -> Encoder:
     """The encoder of --checkpoint_path: a checkpoint file, or `random` (initialised from --seed)."""
-    path = cfg.checkpoint_path
-    if not path:
+    if not cfg.checkpoint_path:
         raise ConfigError("--checkpoint_path is required: a pre-training checkpoint (e.g. "
                           "runs/pretrain_synthetic/checkpoints/last.ckpt), or `random` for a randomly "
                           "initialised encoder (the baseline)")
-    if path == RANDOM:
-        return random_encoder(cfg.seed)
-    model = load_encoder(path)
+    return probe_encoder(cfg.checkpoint_path, cfg.seed, {"sample_rate": cfg.sample_rate,
+                                                         "audio_length": cfg.audio_length})
+
+
+def probe_encoder(path: str, seed: int = 0, probe_audio: dict | None = None) -> Encoder:
+    """The encoder of a checkpoint file, or for `random` a randomly initialised SampleCNN (from `seed`; see
+    `clmr.checkpoints.random_encoder`), which `run_probe` gives BatchNorm statistics of the training audio.
+    A checkpoint pre-trained on other `probe_audio` settings (sample_rate, audio_length) is warned about."""
+    model = load_encoder(path, seed=seed)
+    if str(path) == RANDOM:
+        # The initialisation is torch's: another torch version may draw other weights from the same seed.
+        return Encoder(model, f"random-seed{seed}-torch{torch.__version__}", f"random init (seed {seed})",
+                       {"checkpoint_path": RANDOM, "seed": seed, "format": RANDOM})
     sha = file_sha256(path)
-    for key in ("sample_rate", "audio_length"):
+    for key, value in (probe_audio or {}).items():
         trained = model.checkpoint_hparams.get(key)
-        if trained is not None and trained != getattr(cfg, key):
-            log.warning("the encoder was pre-trained with %s %s, the probe uses --%s %s", key, trained, key,
-                        getattr(cfg, key))
+        if trained is not None and trained != value:
+            log.warning("the encoder was pre-trained with %s %s, the probe uses --%s %s", key, trained, key, value)
     return Encoder(model, f"sha256:{sha}", str(path),
                    {"checkpoint_path": str(path), "sha256": sha, "format": model.checkpoint_format})
-
-
-def random_encoder(seed: int) -> Encoder:
-    """A randomly initialised SampleCNN; `run_probe` gives it BatchNorm statistics of the training audio."""
-    # The initialisation is torch's: another torch version may draw other weights from the same seed.
-    return Encoder(load_encoder(RANDOM, seed=seed), f"random-seed{seed}-torch{torch.__version__}",
-                   f"random init (seed {seed})", {"checkpoint_path": RANDOM, "seed": seed, "format": RANDOM})
 
 
 def with_batchnorm_from(encoder: Encoder, train: AudioDataset, cfg: Namespace, device: torch.device) -> Encoder:
@@ -239,7 +241,7 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
     train = train.of_tracks(used)
 
     seed_everything(cfg.seed, workers=True)
-    module = LinearEvaluation(cfg, N_FEATURES, len(tags), multilabel, tags)
+    module = linear_module(cfg, len(tags), multilabel, tags)
     logger, head = head_from_checkpoint(cfg, module) if cfg.finetuner_checkpoint_path else \
         train_head(cfg, module, subsets, train, valid)
     module.cpu()
@@ -266,7 +268,7 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
                 "train": {"tracks": len(train_set), "tracks_used": len(used), "crops": len(train)},
                 "valid": {"tracks": len(subsets["valid"]), "crops": len(valid)},
                 "test": {"tracks": len(test_set), "chunks": len(test),
-                         "padded_tracks": _padded(test_set)},
+                         "padded_tracks": padded_tracks(test_set)},
             },
         },
         "representations": {s: {"cached": r.cached, "seconds": round(r.seconds, 2),
@@ -281,83 +283,3 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
     results["seconds"] = round(time.perf_counter() - began, 1)
     write_json(run_dir / "results.json", results)
     return results
-
-
-def _padded(dataset: AudioDataset) -> int:
-    return sum(1 for i in range(len(dataset)) if dataset.num_frames(i) < dataset.audio_length)
-
-
-def write_outputs(results: dict, logger: TensorBoardLogger, test: Representations, test_set: AudioDataset,
-                  scores: np.ndarray) -> None:
-    """per_tag.png, and in TensorBoard the test scores, the per-tag figure and the test tracks' embeddings."""
-    title = (f"{results['encoder']['label']}: {results['head']['type']} probe on {results['dataset']['name']}/test "
-             f"({results['dataset']['splits']['test']['tracks']} tracks)")
-    fig = per_tag_figure(results["per_tag"], title, results["skipped_tags"], len(test_set))
-    save_figure(fig, results["outputs"]["per_tag_png"], close=False)
-    writer = logger.experiment
-    writer.add_figure("Test/per-tag scores", fig, close=True)
-    for name, value in results["metrics"].items():
-        if np.isfinite(value):
-            writer.add_scalar(f"Test/{name}", value)
-    tags = results["dataset"]["tags"]
-    metadata = [[_clean(test_set.files[i].name), _clean(_tags_of(test_set, i, tags)), _clean(tags[int(scores[i].argmax())])]
-                for i in range(len(test_set))]
-    writer.add_embedding(test.track_means(), metadata=metadata, metadata_header=["track", "tags", "predicted"],
-                         tag="test_tracks")  # each point: the mean of a test track's chunk representations
-    writer.flush()
-
-
-def _tags_of(dataset: AudioDataset, idx: int, tags: list[str]) -> str:
-    target = np.asarray(dataset.targets[idx])
-    if target.ndim == 0:
-        return tags[int(target)]
-    return ", ".join(t for t, on in zip(tags, target) if on > 0.5) or "(none)"
-
-
-def _clean(text: str) -> str:
-    return " ".join(shown(text).split())  # the projector's metadata is tab-separated, one line per track
-
-
-# -- what a user reads --------------------------------------------------------------------------
-METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "accuracy": "accuracy"}
-
-
-def format_results(results: dict) -> str:
-    """The metrics as a small table, the tags left out, and where each output is."""
-    splits, head = results["dataset"]["splits"], results["head"]
-    fraction = results["label_fraction"]
-    lines = [
-        f"Linear evaluation of {results['encoder']['label']}",
-        f"  head: {head['type']}" + (f", trained {head['epochs']} epochs" if head.get("trained") else
-                                     f", loaded from {head['checkpoint']}")
-        + f"; protocol {results['protocol']}; {fraction:.0%} of the labels ({splits['train']['tracks_used']} of "
-          f"{splits['train']['tracks']} training tracks)",
-        f"  test: {results['dataset']['name']}/test, {splits['test']['tracks']} tracks in {splits['test']['chunks']} "
-        f"chunks ({splits['test']['padded_tracks']} shorter than one chunk, zero-padded)",
-        "",
-        f"  {'metric':<10}{'score (%)':>10}",
-    ]
-    for key, value in results["metrics"].items():
-        lines.append(f"  {METRIC_NAMES[key]:<10}{100 * value:>10.1f}")
-    lines.append(f"  (macro averages over {results['tags_scored']} of {len(results['dataset']['tags'])} tags)")
-    for skipped in results["skipped_tags"]:
-        lines.append(f"  not scored: {skipped['tag']} ({skipped['reason']})")
-    out = results["outputs"]
-    lines += ["", f"  results      {out['results']}", f"  per-tag plot {out['per_tag_png']}"]
-    if head.get("trained") and head.get("checkpoint"):
-        lines.append(f"  head         {head['checkpoint']}")
-    lines.append(f"  TensorBoard  {out['tensorboard']}")
-    return "\n".join(lines)
-
-
-def format_comparison(pretrained: dict, baseline: dict) -> str:
-    """Side by side: the probe on the pre-trained encoder, on a random one, and the difference."""
-    keys = list(pretrained["metrics"])
-    rows = [("pre-trained encoder", pretrained), ("random init encoder", baseline)]
-    header = f"  {'':<22}" + "".join(f"{METRIC_NAMES[k]:>10}" for k in keys)
-    lines = ["What pre-training bought (scores in %, same probe, same data):", header]
-    for name, res in rows:
-        lines.append(f"  {name:<22}" + "".join(f"{100 * res['metrics'][k]:>10.1f}" for k in keys))
-    lines.append(f"  {'difference':<22}" + "".join(
-        f"{100 * (pretrained['metrics'][k] - baseline['metrics'][k]):>+10.1f}" for k in keys))
-    return "\n".join(lines)

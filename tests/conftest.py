@@ -497,3 +497,25 @@ def float_wav(path, seconds: float = 3.0, poison: float | None = None, seed: int
         x[TEST_SR] = poison
     sf.write(os.fsencode(path), x, TEST_SR, subtype="FLOAT", format="WAV")
     return path
+
+
+# -- checkpoints in the layout of main at 0739081 (every config key in hyper_parameters): tests/data/README.md ----
+DATA = Path(__file__).resolve().parent / "data"
+OLD_HEAD = DATA / "main_0739081_linear_best.ckpt"
+
+
+def old_hyper_parameters(stage: str) -> dict:
+    """`pretrain` or `linear`: the hyper_parameters main at 0739081 saved (save_hyperparameters(vars(cfg)))."""
+    import json
+
+    return json.loads((DATA / "main_0739081_hyper_parameters.json").read_text())[stage]
+
+
+def in_old_layout(path: Path, stage: str = "pretrain") -> Path:
+    """A checkpoint written by today's code, its hyper_parameters replaced by those main at 0739081 wrote."""
+    import torch
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj["hyper_parameters"] = old_hyper_parameters(stage)
+    torch.save(obj, path)
+    return path

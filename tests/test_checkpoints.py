@@ -53,11 +53,11 @@ def lightning_checkpoint(module, path: Path, cfg) -> None:
 
 
 def test_our_pretraining_checkpoint_gives_the_encoders_outputs(known, tmp_path):
-    from clmr.modules import ContrastiveLearning
+    from clmr.stages import contrastive_module
 
     model, x, expected = known
     cfg = load_config(["--log_dir", str(tmp_path / "runs"), "--projection_dim", "32"])
-    lightning_checkpoint(ContrastiveLearning(cfg, copy.deepcopy(model)), tmp_path / "last.ckpt", cfg)
+    lightning_checkpoint(contrastive_module(cfg, copy.deepcopy(model)), tmp_path / "last.ckpt", cfg)
     encoder = load_encoder(tmp_path / "last.ckpt")
     assert encoder.checkpoint_format == "lightning"
     assert encoder.checkpoint_hparams["projection_dim"] == 32
@@ -65,13 +65,13 @@ def test_our_pretraining_checkpoint_gives_the_encoders_outputs(known, tmp_path):
 
 
 def test_our_supervised_checkpoint_gives_the_encoders_outputs(known, tmp_path):
-    from clmr.modules import SupervisedLearning
+    from clmr.stages import supervised_module
 
     model, x, expected = known
     cfg = load_config(["--log_dir", str(tmp_path / "runs")])
     supervised = SampleCNN(supervised=True, out_dim=11)
     supervised.load_state_dict(trunk(model, ""), strict=False)
-    lightning_checkpoint(SupervisedLearning(cfg, supervised, multilabel=True), tmp_path / "best.ckpt", cfg)
+    lightning_checkpoint(supervised_module(cfg, supervised, multilabel=True), tmp_path / "best.ckpt", cfg)
     encoder = load_encoder(tmp_path / "best.ckpt")
     assert encoder.checkpoint_format == "supervised"
     assert torch.equal(outputs(encoder, x), expected)
@@ -271,12 +271,45 @@ def test_a_probe_head_with_infinite_weights_is_refused(tmp_path):
 
 def test_a_training_checkpoint_of_the_same_model_is_accepted_for_resuming(known, tmp_path):
     from clmr.checkpoints import training_checkpoint
-    from clmr.modules import ContrastiveLearning
+    from clmr.stages import contrastive_module
 
     cfg = load_config(["--log_dir", str(tmp_path / "runs")])
-    module = ContrastiveLearning(cfg, copy.deepcopy(known[0]))
+    module = contrastive_module(cfg, copy.deepcopy(known[0]))
     lightning_checkpoint(module, tmp_path / "last.ckpt", cfg)
     checkpoint = training_checkpoint(tmp_path / "last.ckpt", module.state_dict(), "pretrain", "Adam")
     assert checkpoint["state_dict"].keys() == module.state_dict().keys()
     with pytest.raises(CheckpointError, match="a pre-training checkpoint; --supervised 1 continues"):
         training_checkpoint(tmp_path / "last.ckpt", module.state_dict(), "supervised")
+
+
+# -- checkpoints of main at 0739081 (every config key in hyper_parameters) --------------------------------------
+def test_a_head_written_by_main_at_0739081_loads_with_its_tag_names_and_kind():
+    from clmr.checkpoints import head_labels, head_outputs, load_head
+    from conftest import OLD_HEAD, old_hyper_parameters
+
+    head = load_head(OLD_HEAD, mlp=False, n_outputs=11)
+    assert head_labels(OLD_HEAD, head_outputs(head)) == (old_hyper_parameters("linear")["tag_names"], True)
+
+
+def test_an_encoder_in_the_layout_of_main_at_0739081_loads_for_predict_and_export(tmp_path):
+    from clmr.hear import load_model
+    from conftest import OLD_HEAD, old_hyper_parameters, save_encoder
+
+    old = old_hyper_parameters("pretrain")
+    path = save_encoder(tmp_path / "last.ckpt", hparams=old)
+    assert load_encoder(path).checkpoint_hparams == old
+    model = load_model(path, OLD_HEAD)
+    assert (model.sample_rate, model.audio_length) == (old["sample_rate"], old["audio_length"])
+    assert model.tag_names == old_hyper_parameters("linear")["tag_names"] and model.multilabel
+
+
+def test_a_checkpoint_of_today_saves_what_a_reader_needs_not_the_whole_config(tmp_path):
+    from clmr.stages import contrastive_module, linear_module
+
+    cfg = load_config(["--log_dir", str(tmp_path / "runs")])
+    pretrain = contrastive_module(cfg, SampleCNN(out_dim=11)).hparams
+    assert {"sample_rate", "audio_length", "dataset", "optimizer", "projection_dim"} <= set(pretrain)
+    assert not {"log_dir", "mtat_base_url", "checkpoint_path"} & set(pretrain)
+    head = linear_module(cfg, 3, True, ["a", "b", "c"]).hparams
+    assert {"sample_rate", "audio_length", "dataset", "multilabel", "tag_names", "mlp"} <= set(head)
+    assert head["tag_names"] == ["a", "b", "c"] and "log_dir" not in head

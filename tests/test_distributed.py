@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 import clmr.losses
 from clmr.config import load_config
 from clmr.modules import ContrastiveLearning
+from clmr.stages import contrastive_module
 from clmr.modules.optimizers import LARS_BASE_BATCH, LARS_BASE_LR, build_optimizer, effective_batch_size
 from clmr.trainer import build_trainer, hardware, use_sync_batchnorm
 
@@ -54,9 +55,9 @@ def _module(encoder: str) -> ContrastiveLearning:
     cfg = load_config([])
     cfg.projection_dim, cfg.temperature = 16, TEMPERATURE
     if encoder == "tiny":
-        return ContrastiveLearning(cfg, TinyEncoder()).double()
+        return contrastive_module(cfg, TinyEncoder()).double()
     from clmr.models import SampleCNN
-    return ContrastiveLearning(cfg, SampleCNN(out_dim=10)).double()
+    return contrastive_module(cfg, SampleCNN(out_dim=10)).double()
 
 
 def _global_batch(n: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,7 +262,7 @@ def test_each_rank_draws_its_own_crops_and_augmentations():
     cfg = load_config(["--seed", "7"])
     draws = {}
     for rank in (0, 1):
-        module = ContrastiveLearning(cfg, TinyEncoder())
+        module = contrastive_module(cfg, TinyEncoder())
         module._trainer = Namespace(world_size=2, global_rank=rank)
         torch.manual_seed(cfg.seed)  # what seed_everything did in every process
         module.on_fit_start()

@@ -156,3 +156,14 @@ def test_a_checkpoint_that_is_not_a_clmr_encoder_is_a_clear_error(checkpoints, t
     with pytest.raises(CheckpointError, match="notes.ckpt"):
         export_script.main(["--checkpoint_path", str(text), "--out", str(tmp_path)])
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_export_reads_an_encoder_and_a_head_in_the_layout_of_main_at_0739081(tmp_path):
+    from conftest import OLD_HEAD, old_hyper_parameters, save_encoder
+
+    encoder = save_encoder(tmp_path / "last.ckpt", hparams=old_hyper_parameters("pretrain"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        export_script.main(["--checkpoint_path", str(encoder), "--finetuner_checkpoint_path", str(OLD_HEAD),
+                            "--out", str(tmp_path / "exports")])
+    info = json.loads((tmp_path / "exports" / "clmr_tagger.json").read_text())
+    assert info["tags"] == old_hyper_parameters("linear")["tag_names"] and info["activation"] == "sigmoid"

@@ -160,19 +160,19 @@ def bad_checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Every file of CHECKPOINT_CASES, and `marker`: what the code in `runs_code` would create."""
     from clmr.config import load_config
     from clmr.models import SampleCNN
-    from clmr.modules import ContrastiveLearning, SupervisedLearning
+    from clmr.stages import contrastive_module, supervised_module
 
     folder = tmp_path_factory.mktemp("bad_checkpoints")
     cfg = load_config(["--log_dir", str(folder / "runs"), "--accelerator", "cpu"])
     files = {"marker": folder / "code_ran"}
-    pretrain = _saved(ContrastiveLearning(cfg, SampleCNN(out_dim=11)), folder / "pretrain.ckpt", cfg)
+    pretrain = _saved(contrastive_module(cfg, SampleCNN(out_dim=11)), folder / "pretrain.ckpt", cfg)
     files["pretrain"] = pretrain
-    files["supervised"] = _saved(SupervisedLearning(cfg, SampleCNN(supervised=True, out_dim=11), multilabel=True),
+    files["supervised"] = _saved(supervised_module(cfg, SampleCNN(supervised=True, out_dim=11), multilabel=True),
                                  folder / "supervised.ckpt", cfg)
     cfg32 = load_config(["--log_dir", str(folder / "runs"), "--accelerator", "cpu", "--projection_dim", "32"])
-    files["projection_32"] = _saved(ContrastiveLearning(cfg32, SampleCNN(out_dim=11)), folder / "p32.ckpt", cfg32)
+    files["projection_32"] = _saved(contrastive_module(cfg32, SampleCNN(out_dim=11)), folder / "p32.ckpt", cfg32)
     lars = load_config(["--log_dir", str(folder / "runs"), "--accelerator", "cpu", "--optimizer", "LARS"])
-    files["lars"] = _saved(ContrastiveLearning(lars, SampleCNN(out_dim=11)), folder / "lars.ckpt", lars)
+    files["lars"] = _saved(contrastive_module(lars, SampleCNN(out_dim=11)), folder / "lars.ckpt", lars)
     files["empty"] = folder / "empty.ckpt"
     files["empty"].write_bytes(b"")
     files["text"] = folder / "notes.ckpt"

@@ -185,3 +185,13 @@ def test_an_encoder_whose_outputs_overflow_stops_before_a_nan_score_is_written(t
     result = run_script_in_process("linear_evaluation", *synthetic(tmp_path, "--checkpoint_path", str(ckpt)))
     assert_refused(result, f"--checkpoint_path {ckpt}", "NaN or infinite representations", "synthetic/train")
     assert not list((tmp_path / "runs").rglob("results.json"))
+
+
+def test_a_head_written_by_main_at_0739081_is_reloaded_by_the_probe(synthetic_run):
+    from conftest import OLD_HEAD
+
+    tmp, ckpt = synthetic_run
+    linear_evaluation.main(synthetic(tmp, "--checkpoint_path", str(ckpt), "--run_name", "old_head",
+                                     "--finetuner_checkpoint_path", str(OLD_HEAD)))
+    results = results_of(tmp / "runs" / "old_head")
+    assert results["head"]["trained"] is False and results["head"]["checkpoint"] == str(OLD_HEAD)

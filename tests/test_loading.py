@@ -12,7 +12,8 @@ import torch
 
 from clmr.config import load_config
 from clmr.datasets.dataset import AudioDataset
-from clmr.datasets.loading import crop_loader, num_workers, pin_memory
+from clmr.hardware import num_workers, pin_memory
+from clmr.stages import training_loader
 from clmr.datasets.views import CropDataset
 from clmr.trainer import resolve_precision
 
@@ -51,7 +52,7 @@ def ramps(tmp_path) -> Ramps:
 
 
 def test_crop_loader_yields_pairs_of_float32_crops_and_drops_the_last_partial_batch(ramps):
-    loader = crop_loader(ramps, config(batch_size=4, workers=0), train=True, n_views=2)
+    loader = training_loader(ramps, config(batch_size=4, workers=0), train=True, n_views=2)
     batches = [views for views, _ in loader]
     assert len(batches) == 2  # 10 tracks, batch 4: the last 2 are dropped
     for views in batches:
@@ -61,14 +62,14 @@ def test_crop_loader_yields_pairs_of_float32_crops_and_drops_the_last_partial_ba
 
 
 def test_evaluation_loader_keeps_every_track_in_order(ramps):
-    loader = crop_loader(ramps, config(batch_size=4, workers=0), train=False, n_views=None)
+    loader = training_loader(ramps, config(batch_size=4, workers=0), train=False, n_views=None)
     sizes = [views.shape for views, _ in loader]
     assert sizes == [(4, 1, CROP), (4, 1, CROP), (2, 1, CROP)]
 
 
 def test_views_and_items_are_cut_at_independent_random_offsets(ramps):
     torch.manual_seed(0)
-    starts = [offsets(views) for views, _ in crop_loader(ramps, config(batch_size=2, workers=0), True, n_views=2)]
+    starts = [offsets(views) for views, _ in training_loader(ramps, config(batch_size=2, workers=0), True, n_views=2)]
     flat = [s for batch in starts for s in batch]
     assert len(set(flat)) == len(flat)  # 20 crops from 18,001 possible offsets: no repeats
     assert all(0 <= s <= FRAMES - CROP for s in flat)
@@ -86,7 +87,7 @@ def test_workers_cut_different_crops_and_the_seed_repeats_them(ramps):
 
     def epoch(seed: int) -> list[int]:
         torch.manual_seed(seed)
-        loader = crop_loader(ramps, cfg, train=True, n_views=2)
+        loader = training_loader(ramps, cfg, train=True, n_views=2)
         return [s for views, _ in loader for s in offsets(views)]
 
     first, again, other = epoch(1), epoch(1), epoch(2)
@@ -96,7 +97,7 @@ def test_workers_cut_different_crops_and_the_seed_repeats_them(ramps):
 
 
 def test_a_persistent_loader_cuts_new_crops_every_epoch(ramps):
-    loader = crop_loader(ramps, config(batch_size=5, workers=1), train=True, n_views=1)
+    loader = training_loader(ramps, config(batch_size=5, workers=1), train=True, n_views=1)
     one = sorted(s for views, _ in loader for s in offsets(views))
     two = sorted(s for views, _ in loader for s in offsets(views))
     assert one != two
@@ -110,7 +111,7 @@ def test_training_batches_stay_finite_when_a_track_holds_nan_with_worker_process
         x[::997] = np.nan if k == 2 else x[::997]  # NaN all along track 2: every crop of it holds some
         sf.write(str(tmp_path / f"t{k}.wav"), x, SR, subtype="FLOAT")
     dataset = AudioFolder(tmp_path, "train", SR, CROP)  # t5 is held out
-    loader = crop_loader(dataset, config(batch_size=5, workers=2), train=True, n_views=2)
+    loader = training_loader(dataset, config(batch_size=5, workers=2), train=True, n_views=2)
     (views, _), = list(loader)
     assert torch.isfinite(views).all()
     assert sorted(round(float(v.mean()), 1) for v in views) == [0.1, 0.2, 0.4, 0.4, 0.5]  # t3 stood in for t2
@@ -169,10 +170,10 @@ def test_auto_precision_on_gpus_follows_native_bf16_support(monkeypatch, visible
 
 def test_compile_compiles_the_encoder_in_place_and_keeps_the_checkpoint_keys():
     from clmr.models import SampleCNN
-    from clmr.modules import ContrastiveLearning
+    from clmr.stages import contrastive_module
 
-    eager = ContrastiveLearning(config(compile=0), SampleCNN())
-    compiled = ContrastiveLearning(config(compile=1), SampleCNN())
+    eager = contrastive_module(config(compile=0), SampleCNN())
+    compiled = contrastive_module(config(compile=1), SampleCNN())
     assert compiled.model.encoder._compiled_call_impl is not None  # compiled on its first call
     assert eager.model.encoder._compiled_call_impl is None
     assert list(compiled.state_dict()) == list(eager.state_dict())

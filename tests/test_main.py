@@ -304,3 +304,14 @@ def test_weights_that_became_nan_are_never_written(tmp_path, tiny_main, monkeypa
     result = run_script("main", *tiny_main(*ONE_STEP))
     assert_refused(result, "weights hold NaN or Inf", "no checkpoint was written")
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_a_run_whose_last_checkpoint_main_at_0739081_wrote_resumes(tmp_path):
+    from conftest import in_old_layout
+
+    main.main(tiny_run(tmp_path))
+    last = in_old_layout(tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt")
+    first = torch.load(last, map_location="cpu", weights_only=True)
+    main.main(tiny_run(tmp_path, "--resume", "1", "--max_epochs", "2"))
+    second = torch.load(last, map_location="cpu", weights_only=True)
+    assert second["global_step"] == 2 * first["global_step"] > 0

@@ -94,7 +94,7 @@ class LibriSpeech(AudioDataset):
     @classmethod
     def from_config(cls, cfg, subset: str) -> "LibriSpeech":
         return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length,
-                   url=getattr(cfg, "librispeech_url", DEFAULT_URL))
+                   url=cfg.librispeech_url)
 
     @classmethod
     def prepare(cls, cfg) -> dict:
@@ -103,7 +103,7 @@ class LibriSpeech(AudioDataset):
         from clmr.preprocessing import convert_all, plan_mirror
 
         base = dataset_root(cfg.dataset_dir)
-        url = getattr(cfg, "librispeech_url", DEFAULT_URL)
+        url = cfg.librispeech_url
         download = bool(getattr(cfg, "download", False))
         if download:
             check_writable(base, "--dataset_dir")

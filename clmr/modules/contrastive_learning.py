@@ -1,8 +1,6 @@
 """Contrastive pre-training (SimCLR): two augmented views, SampleCNN encoder, projector, NT-Xent."""
 from __future__ import annotations
 
-from argparse import Namespace
-
 import torch
 from pytorch_lightning import LightningModule
 from simclr import SimCLR
@@ -22,11 +20,16 @@ class ContrastiveLearning(LightningModule):
     from the DataLoader workers.
     """
 
-    def __init__(self, cfg: Namespace, encoder: nn.Module, augment: nn.Module | None = None):
+    def __init__(self, encoder: nn.Module, *, projection_dim: int, temperature: float, optimizer: str,
+                 learning_rate: float, weight_decay: float, batch_size: int, max_epochs: int, seed: int,
+                 sample_rate: int, audio_length: int, dataset: str, compile: bool = False,
+                 augment: nn.Module | None = None):
+        """`batch_size` (per device) and `max_epochs` scale and shape LARS's schedule; `seed` gives each DDP
+        process its stream; `sample_rate`, `audio_length` and `dataset` are saved for the checkpoint's readers."""
         super().__init__()
-        self.save_hyperparameters(vars(cfg))
-        self.model = SimCLR(encoder, self.hparams.projection_dim, n_features=encoder.fc.in_features)
-        if self.hparams.get("compile"):
+        self.save_hyperparameters(ignore=["encoder", "augment"])  # what a reader of the checkpoint needs
+        self.model = SimCLR(encoder, projection_dim, n_features=encoder.fc.in_features)
+        if compile:
             encoder.compile()  # in place, on first call: the state-dict keys stay `model.encoder.*`
         self.criterion = NTXentLoss(self.hparams.temperature)
         self.augment = augment

@@ -1,8 +1,6 @@
 """The probe: a linear (or one-hidden-layer MLP) head trained on a frozen encoder's cached representations."""
 from __future__ import annotations
 
-from argparse import Namespace
-
 import numpy as np
 import torch
 from pytorch_lightning import LightningModule
@@ -22,15 +20,16 @@ class LinearEvaluation(LightningModule):
     crop-level macro ROC-AUC and PR-AUC (and accuracy for single-label data) to TensorBoard.
     """
 
-    def __init__(self, cfg: Namespace, n_features: int, n_outputs: int, multilabel: bool,
-                 tag_names: list[str] | None = None):
+    def __init__(self, n_features: int, n_outputs: int, multilabel: bool, tag_names: list[str] | None = None, *,
+                 mlp: bool, learning_rate: float, weight_decay: float, dataset: str, sample_rate: int,
+                 audio_length: int):
         super().__init__()
-        self.save_hyperparameters(vars(cfg))
-        self.hparams.update(n_features=n_features, n_outputs=n_outputs, multilabel=multilabel)
-        self.model = build_head(n_features, n_outputs, bool(self.hparams.finetuner_mlp))
-        self.criterion = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
         self.tag_names = list(tag_names) if tag_names else [str(k) for k in range(n_outputs)]
-        self.hparams["tag_names"] = self.tag_names  # so predict.py and export.py can name the head's outputs
+        # What a reader of the checkpoint needs: predict.py and export.py name the head's outputs by tag_names.
+        self.save_hyperparameters(ignore=["tag_names"])
+        self.hparams["tag_names"] = self.tag_names
+        self.model = build_head(n_features, n_outputs, bool(mlp))
+        self.criterion = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
         self._valid: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -63,7 +62,7 @@ class LinearEvaluation(LightningModule):
                 self.log(f"Valid/{name}", float(metrics[name]))
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.finetuner_learning_rate,
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.learning_rate,
                                      weight_decay=self.hparams.weight_decay)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=PLATEAU_FACTOR,
                                                                patience=PLATEAU_PATIENCE)

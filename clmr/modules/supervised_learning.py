@@ -1,8 +1,6 @@
 """The supervised baseline: SampleCNN trained end to end on the labels."""
 from __future__ import annotations
 
-from argparse import Namespace
-
 import torch
 from pytorch_lightning import LightningModule
 from torch import nn
@@ -16,10 +14,11 @@ PLATEAU_PATIENCE = 5
 class SupervisedLearning(LightningModule):
     """SampleCNN with dropout and an `fc` of n_classes; BCE for multi-label data, cross-entropy otherwise."""
 
-    def __init__(self, cfg: Namespace, encoder: nn.Module, multilabel: bool):
+    def __init__(self, encoder: nn.Module, *, multilabel: bool, optimizer: str, learning_rate: float,
+                 weight_decay: float, batch_size: int, max_epochs: int, sample_rate: int, audio_length: int,
+                 dataset: str, tag_names: list[str] | None = None):
         super().__init__()
-        self.save_hyperparameters(vars(cfg))
-        self.hparams["multilabel"] = multilabel
+        self.save_hyperparameters(ignore=["encoder"])  # what a reader of the checkpoint needs
         self.model = encoder
         self.criterion = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
 

@@ -1,0 +1,57 @@
+"""What each stage trains, from the config: the one place the flat config is unpacked into the typed arguments of
+the LightningModules (clmr/modules) and the training loaders (clmr/datasets/loading.py).
+
+Scripts and `run_*` functions read `cfg`; below this module nothing does.
+"""
+from __future__ import annotations
+
+from argparse import Namespace
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from clmr.datasets.dataset import AudioDataset
+from clmr.datasets.loading import crop_loader
+from clmr.hardware import num_workers, pin_memory
+from clmr.modules import ContrastiveLearning, SupervisedLearning
+from clmr.modules.linear_evaluation import LinearEvaluation
+from clmr.models import N_FEATURES
+
+
+def _optimizer(cfg: Namespace) -> dict:
+    return dict(optimizer=cfg.optimizer, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                batch_size=cfg.batch_size, max_epochs=cfg.max_epochs)
+
+
+def _audio(cfg: Namespace) -> dict:
+    return dict(sample_rate=cfg.sample_rate, audio_length=cfg.audio_length, dataset=cfg.dataset)
+
+
+def contrastive_module(cfg: Namespace, encoder: nn.Module, augment: nn.Module | None = None) -> ContrastiveLearning:
+    """CLMR pre-training of `encoder`; `augment`, when given, runs on the training device."""
+    return ContrastiveLearning(encoder, projection_dim=cfg.projection_dim, temperature=cfg.temperature,
+                               seed=cfg.seed, compile=bool(cfg.compile), augment=augment, **_optimizer(cfg),
+                               **_audio(cfg))
+
+
+def supervised_module(cfg: Namespace, encoder: nn.Module, multilabel: bool,
+                      tag_names: list[str] | None = None) -> SupervisedLearning:
+    """The supervised baseline: `encoder` trained end to end on the labels."""
+    return SupervisedLearning(encoder, multilabel=multilabel, tag_names=tag_names, **_optimizer(cfg), **_audio(cfg))
+
+
+def linear_module(cfg: Namespace, n_outputs: int, multilabel: bool, tag_names: list[str]) -> LinearEvaluation:
+    """The probe's head on the encoder's 512-d representations."""
+    return LinearEvaluation(N_FEATURES, n_outputs, multilabel, tag_names, mlp=bool(cfg.finetuner_mlp),
+                            learning_rate=cfg.finetuner_learning_rate, weight_decay=cfg.weight_decay,
+                            **_audio(cfg))
+
+
+def training_loader(dataset: AudioDataset, cfg: Namespace, train: bool, n_views: int | None = 2,
+                    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    batch_size: int | None = None) -> DataLoader:
+    """`clmr.datasets.loading.crop_loader` with the batch size, workers, pinning and seed of the config."""
+    return crop_loader(dataset, batch_size=batch_size or cfg.batch_size, train=train, seed=cfg.seed,
+                       workers=num_workers(cfg), pin_memory=pin_memory(cfg), n_views=n_views, transform=transform)
