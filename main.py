@@ -10,11 +10,10 @@ from pytorch_lightning import seed_everything
 
 from clmr import cli
 from clmr.augmentations import build_augmentation_chain
-from clmr.checkpoints import training_checkpoint
 from clmr.config import ConfigError, load_config
 from clmr.datasets import dataset_from_config
 from clmr.models import SampleCNN
-from clmr.runs import describe_checkpoints, open_run, resume_path
+from clmr.runs import describe_checkpoints, open_run, resume_path, training_checkpoint
 from clmr.stages import contrastive_module, supervised_module, training_loader
 from clmr.stopping import no_silent_sigterm
 from clmr.trainer import build_trainer, checkpoint_callbacks, early_stopping, tensorboard_hint

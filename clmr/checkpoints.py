@@ -11,9 +11,7 @@ Encoder checkpoints (`load_encoder`), recognised by their state-dict keys:
 Only the convolutional trunk (`sequential.*`) is read: the projector, the supervised `fc` and the
 pre-training `out_dim` do not matter to the 512-d representation. Files are always read with
 `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run code, and weights holding NaN or Inf
-are refused. `training_checkpoint` checks a checkpoint that main.py is to continue training from.
-
-Probe heads (`load_head`) and the names of their outputs (`head_labels`): from our `best.ckpt`, the
+are refused. Probe heads (`load_head`) and the names of their outputs (`head_labels`): from our `best.ckpt`, the
 original CLMR's finetuner checkpoints, a JSON list of tag names, or the dataset the checkpoint names.
 """
 from __future__ import annotations
@@ -141,7 +139,7 @@ def hyper_parameters(obj: Any) -> dict[str, Any]:
     return dict(hparams) if isinstance(hparams, dict) else {}
 
 
-def _state_dict(obj: Any, where: str | None) -> dict[str, Any] | None:
+def state_dict_in(obj: Any, where: str | None) -> dict[str, Any] | None:
     if where is not None:
         obj = obj.get(where) if isinstance(obj, dict) else None
     if isinstance(obj, dict) and obj and all(isinstance(k, str) for k in obj):
@@ -158,7 +156,7 @@ def encoder_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor]
     hparams = hyper_parameters(obj)
     seen: list[str] = []
     for name, prefix, where in ENCODER_FORMATS:
-        state = _state_dict(obj, where)
+        state = state_dict_in(obj, where)
         if state is None:
             continue
         seen = seen or list(state)
@@ -222,7 +220,7 @@ def first_non_finite(state: dict[str, Any]) -> str | None:
     return None
 
 
-def _require_finite(weights: dict[str, Any], path: str | os.PathLike, flag: str, what: str) -> None:
+def require_finite(weights: dict[str, Any], path: str | os.PathLike, flag: str, what: str) -> None:
     bad = first_non_finite(weights)
     if bad:
         raise CheckpointError(f"{flag} {path}: the {what} weights hold NaN or Inf ({bad}): the training that wrote "
@@ -247,7 +245,7 @@ def load_encoder(path: str | os.PathLike, seed: int = 0) -> SampleCNN:
     if mismatch:
         raise CheckpointError(f"--checkpoint_path {path} ({fmt} format): not the SampleCNN architecture: "
                               f"{mismatch}")
-    _require_finite(weights, path, "--checkpoint_path", "encoder")
+    require_finite(weights, path, "--checkpoint_path", "encoder")
     encoder.load_state_dict(weights, strict=False)
     encoder.checkpoint_format = fmt
     encoder.checkpoint_hparams = hparams
@@ -263,7 +261,7 @@ def head_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     flag = FINETUNER_FLAG
     obj = read_checkpoint(path, flag)
-    state = _state_dict(obj, "state_dict") if isinstance(obj, dict) and "state_dict" in obj else _state_dict(obj, None)
+    state = state_dict_in(obj, "state_dict") if isinstance(obj, dict) and "state_dict" in obj else state_dict_in(obj, None)
     if state is None:
         raise CheckpointError(f"{flag} {path}: not a checkpoint (expected a state dict or a Lightning checkpoint)")
     head = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
@@ -272,12 +270,12 @@ def head_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     head = {k: v for k, v in head.items() if k.split(".")[0].isdigit()}  # not model.encoder.* of a pre-training ckpt
     if not head:
         raise CheckpointError(f"{flag} {path}: no probe-head weights (expected keys model.0.weight or 0.weight; "
-                              f"found {_some_keys(state)})")
-    _require_finite(head, path, flag, "probe-head")
+                              f"found {some_keys(state)})")
+    require_finite(head, path, flag, "probe-head")
     return head
 
 
-def _some_keys(state: dict, n: int = 3) -> str:
+def some_keys(state: dict, n: int = 3) -> str:
     keys = [str(k) for k in state]
     return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") if keys else "none"
 
@@ -376,59 +374,3 @@ def _run_tag_names(head_path: str | os.PathLike, n_tags: int) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError):
         return []
     return [str(t) for t in tags] if isinstance(tags, list) and len(tags) == n_tags else []
-
-
-# -- training checkpoints (main.py --checkpoint_path, --resume 1) --------------------------------
-KINDS = {  # what main.py's stages write, told apart by their state-dict keys
-    "pretrain": ("a pre-training checkpoint", "model.encoder.*, model.projector.*"),
-    "supervised": ("a supervised-baseline checkpoint", "model.sequential.*, model.fc.*"),
-    "linear": ("a probe-head checkpoint of linear_evaluation.py", "model.0.*"),
-}
-TRAINING_STATE = ("optimizer_states", "epoch", "global_step")  # what Lightning needs to continue training
-
-
-def checkpoint_kind(state: dict[str, Any]) -> str | None:
-    """Which stage wrote a Lightning state dict (a key of KINDS), or None for none of ours."""
-    for kind, prefix in (("pretrain", "model.encoder."), ("supervised", "model.sequential."), ("linear", "model.0.")):
-        if any(str(k).startswith(prefix) for k in state):
-            return kind
-    return None
-
-
-def training_checkpoint(path: str | os.PathLike, expected: dict[str, torch.Tensor], stage: str,
-                        optimizer: str | None = None, flag: str = "--checkpoint_path") -> dict[str, Any]:
-    """A checkpoint that main.py's `stage` can continue training from, checked before Lightning restores it.
-
-    `expected` is the state dict of the module to be trained. Refused, each in one line: what is not a
-    checkpoint (empty, truncated, code), a bare state dict or a weights-only file, another stage's checkpoint,
-    another architecture or configuration (the first mismatched key), NaN or Inf weights, another optimiser.
-    """
-    obj = read_checkpoint(path, flag)
-    what, keys = KINDS[stage]
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{flag} {path}: not a training checkpoint (a {type(obj).__name__}; expected "
-                              f"{what} written by main.py)")
-    state = _state_dict(obj, "state_dict")
-    if state is None:
-        bare = _state_dict(obj, None) and all(isinstance(v, torch.Tensor) for v in obj.values())
-        found = f"a bare state dict (keys {_some_keys(obj)})" if bare else f"no state_dict (keys {_some_keys(obj)})"
-        raise CheckpointError(f"{flag} {path}: {found}, not a training checkpoint: main.py continues {what} "
-                              f"(keys {keys}) with its optimiser state and progress")
-    kind = checkpoint_kind(state)
-    if kind != stage:
-        found = KINDS[kind][0] if kind else f"not a checkpoint of main.py (keys {_some_keys(state)})"
-        raise CheckpointError(f"{flag} {path}: {found}; {'--supervised 1' if stage == 'supervised' else 'pre-training'}"
-                              f" continues {what} (keys {keys})")
-    mismatch = first_mismatch(expected, state, model="this run's model", strict=True)
-    if mismatch:
-        raise CheckpointError(f"{flag} {path}: another architecture or configuration than this run's: {mismatch}")
-    missing = [k for k in TRAINING_STATE if k not in obj]
-    if missing:
-        raise CheckpointError(f"{flag} {path}: weights without {', '.join(missing)}: not a checkpoint to continue "
-                              f"training from (linear_evaluation.py, predict.py and export.py read it)")
-    _require_finite(state, path, flag, "model")
-    trained_with = hyper_parameters(obj).get("optimizer")
-    if optimizer and trained_with and trained_with != optimizer:
-        raise CheckpointError(f"{flag} {path}: trained with --optimizer {trained_with}; continue it with the same "
-                              f"optimiser (this run has --optimizer {optimizer})")
-    return obj

@@ -1,5 +1,6 @@
 """A training run's folder, `<log_dir>/<run_name>`: one live run at a time, checked writable before any data
-is read, never overwritten by a fresh start, and where `--resume 1` finds what to continue.
+is read, never overwritten by a fresh start, and where `--resume 1` finds what to continue
+(`training_checkpoint` checks that it can be continued before Lightning restores it).
 
     with open_run(cfg, "pretrain"):       # locks <log_dir>/<run_name>/run.lock until the block ends
         ...
@@ -24,7 +25,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from clmr.atomic import OutputPathError, check_writable
-from clmr.checkpoints import CheckpointError
+import torch
+
+from clmr.checkpoints import (CheckpointError, first_mismatch, hyper_parameters, read_checkpoint, require_finite,
+                              some_keys, state_dict_in)
 from clmr.config import ConfigError
 from clmr.filenames import shown
 from clmr.trainer import BEST, LAST, checkpoint_dir, run_name
@@ -221,3 +225,59 @@ def open_run(cfg: Namespace, stage: str) -> Iterator[Path]:
         yield folder
     finally:
         lock.release()
+
+
+# -- training checkpoints (main.py --checkpoint_path, --resume 1) --------------------------------
+KINDS = {  # what main.py's stages write, told apart by their state-dict keys
+    "pretrain": ("a pre-training checkpoint", "model.encoder.*, model.projector.*"),
+    "supervised": ("a supervised-baseline checkpoint", "model.sequential.*, model.fc.*"),
+    "linear": ("a probe-head checkpoint of linear_evaluation.py", "model.0.*"),
+}
+TRAINING_STATE = ("optimizer_states", "epoch", "global_step")  # what Lightning needs to continue training
+
+
+def checkpoint_kind(state: dict[str, Any]) -> str | None:
+    """Which stage wrote a Lightning state dict (a key of KINDS), or None for none of ours."""
+    for kind, prefix in (("pretrain", "model.encoder."), ("supervised", "model.sequential."), ("linear", "model.0.")):
+        if any(str(k).startswith(prefix) for k in state):
+            return kind
+    return None
+
+
+def training_checkpoint(path: str | os.PathLike, expected: dict[str, torch.Tensor], stage: str,
+                        optimizer: str | None = None, flag: str = "--checkpoint_path") -> dict[str, Any]:
+    """A checkpoint that main.py's `stage` can continue training from, checked before Lightning restores it.
+
+    `expected` is the state dict of the module to be trained. Refused, each in one line: what is not a
+    checkpoint (empty, truncated, code), a bare state dict or a weights-only file, another stage's checkpoint,
+    another architecture or configuration (the first mismatched key), NaN or Inf weights, another optimiser.
+    """
+    obj = read_checkpoint(path, flag)
+    what, keys = KINDS[stage]
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{flag} {path}: not a training checkpoint (a {type(obj).__name__}; expected "
+                              f"{what} written by main.py)")
+    state = state_dict_in(obj, "state_dict")
+    if state is None:
+        bare = state_dict_in(obj, None) and all(isinstance(v, torch.Tensor) for v in obj.values())
+        found = f"a bare state dict (keys {some_keys(obj)})" if bare else f"no state_dict (keys {some_keys(obj)})"
+        raise CheckpointError(f"{flag} {path}: {found}, not a training checkpoint: main.py continues {what} "
+                              f"(keys {keys}) with its optimiser state and progress")
+    kind = checkpoint_kind(state)
+    if kind != stage:
+        found = KINDS[kind][0] if kind else f"not a checkpoint of main.py (keys {some_keys(state)})"
+        raise CheckpointError(f"{flag} {path}: {found}; {'--supervised 1' if stage == 'supervised' else 'pre-training'}"
+                              f" continues {what} (keys {keys})")
+    mismatch = first_mismatch(expected, state, model="this run's model", strict=True)
+    if mismatch:
+        raise CheckpointError(f"{flag} {path}: another architecture or configuration than this run's: {mismatch}")
+    missing = [k for k in TRAINING_STATE if k not in obj]
+    if missing:
+        raise CheckpointError(f"{flag} {path}: weights without {', '.join(missing)}: not a checkpoint to continue "
+                              f"training from (linear_evaluation.py, predict.py and export.py read it)")
+    require_finite(state, path, flag, "model")
+    trained_with = hyper_parameters(obj).get("optimizer")
+    if optimizer and trained_with and trained_with != optimizer:
+        raise CheckpointError(f"{flag} {path}: trained with --optimizer {trained_with}; continue it with the same "
+                              f"optimiser (this run has --optimizer {optimizer})")
+    return obj

@@ -460,22 +460,21 @@ def model(checkpoints):
     return load_model(*checkpoints, batch_size=4)
 
 
-def stereo_and_mono(seconds: float, seed: int = 0):
-    """One band-limited stereo signal, written out at 44.1 kHz stereo and, independently, its mono mix at
-    22.05 kHz: partials below 5 kHz with slow amplitude envelopes, different in the two channels."""
+def stereo_with_truth(seconds: float, rate: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A band-limited stereo signal at `rate` and, rendered independently, its mono mix at 22,050 Hz:
+    partials below 5 kHz with slow amplitude envelopes, different in the two channels."""
     rng = np.random.default_rng(seed)
     partials = [(rng.uniform(60, 5000), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 3), rng.integers(0, 2))
                 for _ in range(24)]
 
-    def render(rate: int) -> np.ndarray:
-        t = np.arange(int(seconds * rate)) / rate
+    def render(at: int) -> np.ndarray:
+        t = np.arange(int(seconds * at)) / at
         out = np.zeros((len(t), 2))
-        for f, phase, rate_am, channel in partials:
-            envelope = (1 + np.sin(2 * np.pi * rate_am * t)) / 2
-            out[:, channel] += 0.08 * np.sin(2 * np.pi * f * t + phase) * envelope
+        for f, phase, am, channel in partials:
+            out[:, channel] += 0.08 * np.sin(2 * np.pi * f * t + phase) * (1 + np.sin(2 * np.pi * am * t)) / 2
         return out
 
-    return render(44100), render(22050).mean(axis=1)
+    return render(rate), render(TEST_SR).mean(axis=1)
 
 
 def folder_with_one_corrupt_file(root):

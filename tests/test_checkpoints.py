@@ -270,7 +270,7 @@ def test_a_probe_head_with_infinite_weights_is_refused(tmp_path):
 
 
 def test_a_training_checkpoint_of_the_same_model_is_accepted_for_resuming(known, tmp_path):
-    from clmr.checkpoints import training_checkpoint
+    from clmr.runs import training_checkpoint
     from clmr.stages import contrastive_module
 
     cfg = load_config(["--log_dir", str(tmp_path / "runs")])

@@ -11,13 +11,13 @@ from clmr.chunking import chunk_audio
 from clmr.datasets.synthetic import TAGS
 from clmr.hear import get_scene_embeddings
 from clmr.inference import encode_files, predict_files
-from conftest import stereo_and_mono
+from conftest import stereo_with_truth
 
 L, SR = 59049, 22050
 
 
 def test_predict_on_44k_stereo_equals_predict_on_the_same_audio_at_22k_mono(model, tmp_path):
-    stereo, mono = stereo_and_mono(8.0)
+    stereo, mono = stereo_with_truth(8.0, 44100, seed=0)
     sf.write(tmp_path / "song_44k_stereo.wav", stereo, 44100, subtype="FLOAT")
     sf.write(tmp_path / "song_22k_mono.wav", mono, 22050, subtype="FLOAT")
     a, b = predict_files([tmp_path / "song_44k_stereo.wav", tmp_path / "song_22k_mono.wav"], model)

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
+
+from conftest import stereo_with_truth  # noqa: F401 - the page's test signal, for test_web.py and bench_web.py
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
@@ -45,23 +46,6 @@ def missing_tools() -> str:
     if missing:
         return f"web/node_modules lacks {', '.join(missing)}: run `npm ci` in web/"
     return ""
-
-
-def stereo_with_truth(seconds: float, rate: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A band-limited stereo signal at `rate` and, rendered independently, its mono mix at 22,050 Hz:
-    partials below 5 kHz with slow amplitude envelopes, different in the two channels."""
-    rng = np.random.default_rng(seed)
-    partials = [(rng.uniform(60, 5000), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 3), rng.integers(0, 2))
-                for _ in range(24)]
-
-    def render(at: int) -> np.ndarray:
-        t = np.arange(int(seconds * at)) / at
-        out = np.zeros((len(t), 2))
-        for f, phase, am, channel in partials:
-            out[:, channel] += 0.08 * np.sin(2 * np.pi * f * t + phase) * (1 + np.sin(2 * np.pi * am * t)) / 2
-        return out
-
-    return render(rate), render(SR).mean(axis=1)
 
 
 @contextlib.contextmanager
