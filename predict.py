@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from clmr import cli
 from clmr.atomic import check_writable

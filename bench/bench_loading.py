@@ -25,8 +25,8 @@ from _common import command, machine, median_time, record, table
 from clmr.audio import INTEGER_SUBTYPES, check_finite, read_window
 from clmr.config import load_config
 from clmr.datasets.dataset import AudioDataset
-from clmr.stages import training_loader
 from clmr.datasets.views import CropDataset
+from clmr.stages import training_loader
 
 SAMPLE_RATE = 22050
 SECONDS = 30
@@ -203,7 +203,7 @@ def loader_throughput(folder: Path, args) -> str:
             for _ in loader:  # start the workers and warm the cache
                 pass
 
-            def run() -> None:
+            def run(loader=loader) -> None:  # bound now: the loop deletes its own name below
                 for _ in range(epochs):
                     for views, _ in loader:
                         assert views.shape == (batch, 2, 1, CROP)

@@ -26,15 +26,15 @@ import time
 from pathlib import Path
 
 import torch
+from bench_loading import Clips, make_clips
 from pytorch_lightning import Callback
 
 from _common import command, machine, record, table
-from bench_loading import Clips, make_clips
 from clmr.augmentations import build_augmentation_chain
 from clmr.config import load_config
 from clmr.models import SampleCNN
-from clmr.stages import contrastive_module, training_loader
 from clmr.modules.optimizers import build_optimizer
+from clmr.stages import contrastive_module, training_loader
 from clmr.trainer import build_trainer, native_bf16, resolve_precision
 
 ORIGINAL_PAIRS_PER_S = 3.84  # the original CLMR stack on this kind of machine, batch 16 (see docs/PERFORMANCE.md)

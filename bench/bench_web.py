@@ -23,13 +23,12 @@ import soundfile as sf
 from _common import ROOT, machine, record, table
 
 sys.path.insert(0, str(ROOT / "tests"))  # the test model and the page driver of tests/test_web.py
-from conftest import write_checkpoints  # noqa: E402
-from web_page import L, SR, drive, missing_tools, serving, stereo_with_truth  # noqa: E402
-
 from clmr.export import export_models, music_like  # noqa: E402
 from clmr.hear import load_model  # noqa: E402
 from clmr.inference import predict_files  # noqa: E402
 from clmr.web import publish_for_web  # noqa: E402
+from conftest import write_checkpoints  # noqa: E402
+from web_page import SR, drive, missing_tools, serving, stereo_with_truth  # noqa: E402
 
 KINDS = {  # name: (sample rate, channels, soundfile subtype)
     "22,050 Hz mono, float wav": (SR, 1, "FLOAT"),

@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 from clmr.audio import AudioFileError
 from clmr.config import ConfigError

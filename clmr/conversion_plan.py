@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from clmr.audio import AUDIO_EXTENSIONS
 from clmr.filenames import shown

@@ -12,7 +12,7 @@ Whole files, tags and the resumable embeddings folder: `clmr.inference`, `clmr.e
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

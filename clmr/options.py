@@ -10,10 +10,23 @@ accelerators, strategies and precisions) are looked up there when a value needs 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from clmr.rules import (BatchLimit, Choice, Devices, Exactly, Integer, Number, Option, Refused, Rule, Switch, Text,
-                        rule_for_default)
+from clmr.rules import (
+    BatchLimit,
+    Choice,
+    Devices,
+    Exactly,
+    Integer,
+    Number,
+    Option,
+    Refused,
+    Rule,
+    Switch,
+    Text,
+    rule_for_default,
+)
 
 __all__ = ["CHECKS", "RULES", "Option", "Refused", "Rule", "rule_for_default"]
 

@@ -25,9 +25,10 @@ import json
 import logging
 import time
 from argparse import Namespace
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,13 +43,12 @@ from clmr.datasets import dataset_from_config
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.evaluation import label_fraction_tracks, probabilities, track_level_scores, track_metrics
 from clmr.filenames import shown
+from clmr.hardware import device_of
 from clmr.models import SampleCNN
 from clmr.modules.linear_evaluation import LinearEvaluation
 from clmr.probe_outputs import format_comparison, format_results, padded_tracks, write_outputs  # noqa: F401 (format_*: re-exported)
+from clmr.representations import Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint, representations
 from clmr.stages import linear_module
-from clmr.representations import (Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint,
-                                   representations)
-from clmr.hardware import device_of
 from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, run_name
 
 log = logging.getLogger(__name__)

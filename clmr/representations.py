@@ -19,9 +19,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ class Representations:
     def __len__(self) -> int:
         return self.features.shape[0]
 
-    def of_tracks(self, tracks: np.ndarray) -> "Representations":
+    def of_tracks(self, tracks: np.ndarray) -> Representations:
         """Only the crops of `tracks` (track ids keep their meaning)."""
         keep = torch.from_numpy(np.isin(self.track.numpy(), tracks))
         return Representations(self.features[keep], self.track[keep], self.start[keep], self.n_tracks,
@@ -176,7 +176,7 @@ def representations(encoder: nn.Module | Callable[[], nn.Module], encoder_id: st
     `encoder_id` names the encoder's weights (a checkpoint's SHA-256, or `random-seed<N>...`);
     `cache_dir=None` disables the cache.
     """
-    dataset.infos  # read the headers first: unreadable files are dropped before the fingerprint
+    dataset.infos  # noqa: B018 - read the headers first: unreadable files are dropped before the fingerprint
     path = Path(cache_dir) / f"{cache_key(encoder_id, dataset, mode, seed)}.pt" if cache_dir else None
     if path is not None and path.is_file():
         try:

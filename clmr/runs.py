@@ -21,14 +21,22 @@ import os
 import socket
 import sys
 from argparse import Namespace
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from clmr.atomic import OutputPathError, check_writable
 import torch
 
-from clmr.checkpoints import (CheckpointError, first_mismatch, hyper_parameters, read_checkpoint, require_finite,
-                              some_keys, state_dict_in)
+from clmr.atomic import OutputPathError, check_writable
+from clmr.checkpoints import (
+    CheckpointError,
+    first_mismatch,
+    hyper_parameters,
+    read_checkpoint,
+    require_finite,
+    some_keys,
+    state_dict_in,
+)
 from clmr.config import ConfigError
 from clmr.filenames import shown
 from clmr.trainer import BEST, LAST, checkpoint_dir, run_name

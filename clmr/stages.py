@@ -6,7 +6,7 @@ Scripts and `run_*` functions read `cfg`; below this module nothing does.
 from __future__ import annotations
 
 from argparse import Namespace
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader
 from clmr.datasets.dataset import AudioDataset
 from clmr.datasets.loading import crop_loader
 from clmr.hardware import num_workers, pin_memory
+from clmr.models import N_FEATURES
 from clmr.modules import ContrastiveLearning, SupervisedLearning
 from clmr.modules.linear_evaluation import LinearEvaluation
-from clmr.models import N_FEATURES
 
 
 def _optimizer(cfg: Namespace) -> dict:

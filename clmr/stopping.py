@@ -15,9 +15,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment

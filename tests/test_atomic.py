@@ -14,8 +14,6 @@ from clmr.audio import write_wav
 from conftest import half_written
 
 
-
-
 def test_check_writable_refuses_a_read_only_folder_naming_it_and_the_flag(conditions):
     folder = conditions.read_only()
     with pytest.raises(OutputPathError) as refused:

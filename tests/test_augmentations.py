@@ -1,4 +1,6 @@
 """Signal-level tests of the augmentation chain (clmr/augmentations): every fixture is generated here."""
+from __future__ import annotations
+
 import math
 from argparse import Namespace
 
@@ -10,7 +12,6 @@ from scipy import stats
 from torch.utils.data import DataLoader, Dataset
 
 from clmr.augmentations import (
-    Compose,
     ComposeMany,
     Delay,
     Gain,
@@ -22,6 +23,8 @@ from clmr.augmentations import (
     RandomResizedCrop,
     Reverb,
     build_augmentation_chain,
+)
+from clmr.augmentations import (
     functional as F,
 )
 

@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from clmr.augmentations import PitchShift, Reverb, functional as F
+from clmr.augmentations import PitchShift, Reverb
+from clmr.augmentations import functional as F
 from sox_oracle import (
     INSTALL_HINT,
     SOX,
+    cents,
     chord,
     clicks,
     error_db,
     level_db,
     log_spectral_distance,
-    cents,
     noise_bursts,
     peak_hz,
     sox_pitch,

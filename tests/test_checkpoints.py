@@ -1,4 +1,6 @@
 """Loading encoders and probe heads from every supported checkpoint format, and refusing everything else."""
+from __future__ import annotations
+
 import copy
 from argparse import Namespace
 from pathlib import Path
@@ -7,11 +9,16 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from clmr.checkpoints import (CheckpointError, file_sha256, head_state_dict, load_encoder, random_encoder,
-                              read_checkpoint)
+from clmr.checkpoints import (
+    CheckpointError,
+    file_sha256,
+    head_state_dict,
+    load_encoder,
+    random_encoder,
+    read_checkpoint,
+)
 from clmr.config import load_config
-from clmr.models import SampleCNN
-from clmr.models import build_head
+from clmr.models import SampleCNN, build_head
 
 AUDIO_LENGTH = SampleCNN.receptive_field()
 

@@ -1,5 +1,7 @@
 """Config file and flags: every YAML key is a typed flag; each value, from a file or a flag, is checked by its
 key's rule (clmr/options.py), and a bad one is one line naming the flag (or file and key), value and expectation."""
+from __future__ import annotations
+
 import pytest
 
 from clmr.config import DEFAULT_CONFIG, ConfigError, load_config, read_yaml

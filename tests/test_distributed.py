@@ -27,8 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 import clmr.losses
 from clmr.config import load_config
 from clmr.modules import ContrastiveLearning
-from clmr.stages import contrastive_module
 from clmr.modules.optimizers import LARS_BASE_BATCH, LARS_BASE_LR, build_optimizer, effective_batch_size
+from clmr.stages import contrastive_module
 from clmr.trainer import build_trainer, hardware, use_sync_batchnorm
 
 WORLD = 2

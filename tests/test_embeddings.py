@@ -30,7 +30,7 @@ def test_embeddings_resume_where_a_killed_run_stopped(checkpoints, tmp_path, mon
     assert (summary.embedded, summary.computed, len(summary.failed)) == (3, 2, 1)
     again = embed_files([folder], model, tmp_path / "emb", progress=False, on_error=lambda *a: None)
     assert (again.embedded, again.computed) == (3, 0)
-    fresh = embed_files([folder], model, tmp_path / "fresh", progress=False, on_error=lambda *a: None)
+    embed_files([folder], model, tmp_path / "fresh", progress=False, on_error=lambda *a: None)
     np.testing.assert_allclose(np.load(tmp_path / "emb" / "embeddings.npy"),
                                np.load(tmp_path / "fresh" / "embeddings.npy"), rtol=1e-5, atol=1e-6)
     other = load_model("random")

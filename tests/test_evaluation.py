@@ -1,9 +1,17 @@
 """Track-level scores and metrics on hand-made examples (clmr/evaluation.py); the label fraction."""
+from __future__ import annotations
+
 import numpy as np
 import pytest
 
-from clmr.evaluation import (accuracy, label_fraction_tracks, probabilities, tagging_metrics,
-                             track_level_scores, track_metrics)
+from clmr.evaluation import (
+    accuracy,
+    label_fraction_tracks,
+    probabilities,
+    tagging_metrics,
+    track_level_scores,
+    track_metrics,
+)
 
 L = 59049
 

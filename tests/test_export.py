@@ -16,8 +16,8 @@ import export as export_script
 from clmr.checkpoints import CheckpointError, load_encoder
 from clmr.datasets.synthetic import TAGS
 from clmr.export import MIN_OPSET, ExportError, Tagger, check_inputs, export_onnx, max_opset, music_like, written_opset
-from clmr.models import SampleCNN
 from clmr.hear import load_model
+from clmr.models import SampleCNN
 from conftest import write_checkpoints
 
 L, SR = 59049, 22050

@@ -15,7 +15,6 @@ import torch
 
 from conftest import assert_refused, half_written  # noqa: F401
 
-
 # -- options (config.yaml keys, flags, YAML values) ---------------------------------------------------
 # (script, flags, text of a --config file or None, what the error line names). Each is refused by the config
 # reader, before any data is generated or read and before anything is written, on a machine without a GPU.
@@ -224,10 +223,8 @@ def test_a_bad_checkpoint_is_refused_in_one_line(case, script, flags, mentions, 
 
 # -- audio files, file names, output folders ----------------------------------------------------------
 import json  # noqa: E402
-import os  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402

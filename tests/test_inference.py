@@ -6,9 +6,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from clmr.export import music_like
 from clmr.chunking import chunk_audio
 from clmr.datasets.synthetic import TAGS
+from clmr.export import music_like
 from clmr.hear import get_scene_embeddings
 from clmr.inference import encode_files, predict_files
 from conftest import stereo_with_truth

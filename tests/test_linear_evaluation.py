@@ -1,4 +1,6 @@
 """linear_evaluation.py end to end: synthetic tags, a single-label dataset, head reload, cache reuse, bad input."""
+from __future__ import annotations
+
 import json
 import sys
 from pathlib import Path

@@ -12,9 +12,9 @@ import torch
 
 from clmr.config import load_config
 from clmr.datasets.dataset import AudioDataset
+from clmr.datasets.views import CropDataset
 from clmr.hardware import num_workers, pin_memory
 from clmr.stages import training_loader
-from clmr.datasets.views import CropDataset
 from clmr.trainer import resolve_precision
 
 SR = 22050

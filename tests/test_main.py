@@ -1,5 +1,7 @@
 """main.py end to end on a tiny synthetic dataset: checkpoints, TensorBoard events, resume, bad input, SIGTERM and
 kill -9, a diverging loss, the run lock."""
+from __future__ import annotations
+
 import json
 import signal
 import socket

@@ -1,4 +1,6 @@
 """SampleCNN: the CLMR layer stack, shapes, parameter count and the original module names."""
+from __future__ import annotations
+
 import torch
 
 from clmr.models import SampleCNN

@@ -6,11 +6,11 @@ import copy
 import pytest
 import torch
 from simclr.modules import LARS as SimclrLARS
+from test_main import tiny_run
 from torch import nn
 
 import main
 from clmr.modules.optimizers import LARS
-from test_main import tiny_run
 
 LR, WEIGHT_DECAY, STEPS = 0.3, 1e-4, 5
 

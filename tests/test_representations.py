@@ -1,5 +1,7 @@
 """The frozen encoder's representations of a dataset (clmr/representations.py): crop plans, batching across
 tracks, the cache, BatchNorm calibration."""
+from __future__ import annotations
+
 import os
 
 import numpy as np

@@ -10,8 +10,6 @@ from clmr.trainer import AtomicCheckpointIO
 from conftest import half_written
 
 
-
-
 def test_a_checkpoint_is_written_and_read_back_weights_only(tmp_path):
     io = AtomicCheckpointIO()
     state = {"state_dict": {"w": torch.arange(6.0)}, "global_step": 3}

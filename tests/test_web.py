@@ -17,14 +17,13 @@ import pytest
 import soundfile as sf
 
 from clmr.audio import AudioFileError
+from clmr.chunking import chunk_centres_ms, chunk_starts
 from clmr.datasets.synthetic import TAGS
 from clmr.export import music_like
-from clmr.chunking import chunk_centres_ms, chunk_starts
 from clmr.hear import load_model
 from clmr.inference import MIN_CHUNK_FRACTION, load_track, predict_files
-from conftest import assert_refused, run_script_in_process
-from web_page import L, SCREENSHOTS, SR, WEB, drive, missing_tools, serving, stereo_with_truth
-from conftest import write_checkpoints
+from conftest import assert_refused, run_script_in_process, write_checkpoints
+from web_page import SCREENSHOTS, SR, WEB, L, drive, missing_tools, serving, stereo_with_truth
 
 EXACT = 1e-4  # 22,050 Hz float wav: the same samples reach both runtimes; float32 rounding only (measured 1e-5)
 # 44,100 Hz stereo: Chromium resamples in decodeAudioData, predict.py with soxr HQ. Over 8 such 12 s files

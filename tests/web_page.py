@@ -13,9 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
 
 from conftest import stereo_with_truth  # noqa: F401 - the page's test signal, for test_web.py and bench_web.py
 

@@ -47,7 +47,7 @@ class AudioDataset(Dataset):
         self._infos: list[AudioInfo] | None = None
 
     @classmethod
-    def from_config(cls, cfg, subset: str) -> "AudioDataset":
+    def from_config(cls, cfg, subset: str) -> AudioDataset:
         """Build from the config; subclasses with options of their own (config keys) extend this."""
         return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length)
 

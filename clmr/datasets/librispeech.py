@@ -92,7 +92,7 @@ class LibriSpeech(AudioDataset):
         self.targets = np.asarray(labels, dtype=np.int64)[present]
 
     @classmethod
-    def from_config(cls, cfg, subset: str) -> "LibriSpeech":
+    def from_config(cls, cfg, subset: str) -> LibriSpeech:
         return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length,
                    url=cfg.librispeech_url)
 

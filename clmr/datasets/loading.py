@@ -7,7 +7,8 @@ written mid-epoch trains on the batches the interrupted run had not reached, in 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer

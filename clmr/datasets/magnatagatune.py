@@ -149,7 +149,7 @@ class MagnaTagATune(AudioDataset):
         self.targets = targets[[keep[i] for i in present]]
 
     @classmethod
-    def from_config(cls, cfg, subset: str) -> "MagnaTagATune":
+    def from_config(cls, cfg, subset: str) -> MagnaTagATune:
         return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length,
                    split=getattr(cfg, "mtat_split", "pons2017"))
 

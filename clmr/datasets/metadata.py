@@ -10,8 +10,8 @@ import io
 import logging
 import os
 import pickle
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 

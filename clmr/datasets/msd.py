@@ -20,8 +20,14 @@ from pathlib import Path
 
 from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
 from clmr.datasets.dataset import AudioDataset, DatasetError
-from clmr.datasets.metadata import (check_tag_count, existing, load_plain_pickle, read_gt_tsv, read_label_names,
-                                    require_files)
+from clmr.datasets.metadata import (
+    check_tag_count,
+    existing,
+    load_plain_pickle,
+    read_gt_tsv,
+    read_label_names,
+    require_files,
+)
 
 log = logging.getLogger(__name__)
 

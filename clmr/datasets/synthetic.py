@@ -38,9 +38,9 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -169,6 +169,6 @@ class SyntheticDataset(AudioDataset):
         self.targets = np.array([[float(row[tag]) for tag in self.tag_names] for row in rows], np.float32)
 
     @classmethod
-    def from_config(cls, cfg, subset: str) -> "SyntheticDataset":
+    def from_config(cls, cfg, subset: str) -> SyntheticDataset:
         return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length,
                    n_tracks=cfg.synthetic_tracks, duration=cfg.synthetic_duration, seed=cfg.seed)

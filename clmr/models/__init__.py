@@ -1,4 +1,6 @@
 """Encoders and heads."""
+from __future__ import annotations
+
 from clmr.models.head import build_head
 from clmr.models.sample_cnn import N_FEATURES, SampleCNN
 

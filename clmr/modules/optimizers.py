@@ -1,7 +1,8 @@
 """Optimisers of the original CLMR: Adam, or LARS with linear learning-rate scaling and cosine decay."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
