@@ -198,8 +198,10 @@ def test_mtat_missing_metadata_names_each_file_and_the_command(tmp_path):
     with pytest.raises(DatasetError) as err:
         MagnaTagATune(tmp_path, "train")
     text = str(err.value)
-    assert str(tmp_path / "magnatagatune/metadata/index_mtt.tsv") in text
-    assert str(tmp_path / "magnatagatune/metadata/train_gt_mtt.tsv") in text
+    assert "\n" not in text and text.startswith(f"{tmp_path / 'magnatagatune'}: no complete MagnaTagATune layout")
+    ours, original = text.split("; the original CLMR's lacks ")
+    assert "metadata/index_mtt.tsv, metadata/train_gt_mtt.tsv, metadata/output_labels_mtt.txt, wav/" in ours
+    assert original.startswith("index_mtt.tsv, train_gt_mtt.tsv, .wav files in 0/ ... f/")
     assert f"python preprocess.py --dataset magnatagatune --dataset_dir {tmp_path} --download" in text
     with pytest.raises(DatasetError, match="magnatagatune: MagnaTagATune folder not found"):
         MagnaTagATune(tmp_path / "elsewhere", "train")
