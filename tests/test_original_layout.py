@@ -5,6 +5,7 @@ Both layouts are built from the real public metadata files (../shared/data) with
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -203,3 +204,62 @@ def test_layout_lines_are_one_per_folder(mtat_both):
     original, _ = mtat_both
     both = [MagnaTagATune(original, s) for s in ("valid", "test")]
     assert layout_lines(*both) == [both[0].layout]
+
+
+# -- Million Song Dataset ------------------------------------------------------------------------------
+def msd_ids() -> list[str]:
+    rows = (SHARED / "million_song_dataset" / "val_gt_msd.tsv").read_text().splitlines()
+    return [line.split("\t", 1)[0] for line in rows if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def msd_both(tmp_path_factory, tiny_wav) -> tuple[Path, Path]:
+    """The valid split in both layouts: ours (metadata/, wav/) and the original's (processed_annotations/,
+    preprocessed/ with each .wav beside its .mp3), with one made-up 7digital id per track."""
+    from clmr.datasets.msd import path_7digital
+
+    root = tmp_path_factory.mktemp("msd")
+    ids = msd_ids()
+    to_7d = {track: str(1000000 + 37 * n) for n, track in enumerate(ids)}
+    for layout, meta_name, audio_name in (("ours", "metadata", "wav"), ("original", "processed_annotations",
+                                                                          "preprocessed")):
+        base = root / layout / "million_song_dataset"
+        meta = base / meta_name
+        meta.mkdir(parents=True)
+        for name in ("val_gt_msd.tsv", "output_labels_msd.txt"):
+            shutil.copyfile(SHARED / "million_song_dataset" / name, meta / name)
+        (meta / "MSD_id_to_7D_id.pkl").write_bytes(pickle.dumps(to_7d, protocol=0))
+        (meta / "index_msd.tsv").write_text("".join(f"{t}\t{t[2]}/{t[3]}/{t[4]}/{t}.mp3\n" for t in ids))
+        place(tiny_wav, [base / audio_name / Path(path_7digital(v)).with_suffix(".wav") for v in to_7d.values()])
+    return root / "original", root / "ours"
+
+
+def test_msd_original_layout_has_the_tracks_labels_and_tags_of_ours(msd_both):
+    from clmr.datasets.msd import MillionSongDataset
+
+    original, ours = msd_both
+    before = tree(original)
+    a, b = MillionSongDataset(original, "valid"), MillionSongDataset(ours, "valid")
+    assert len(a) == len(b) == 11774
+    assert a.track_ids == b.track_ids == msd_ids()
+    np.testing.assert_array_equal(a.targets, b.targets)
+    assert a.tag_names == b.tag_names and a.tag_names[0] == "rock"
+    assert [f.relative_to(original / "million_song_dataset" / "preprocessed") for f in a.files] == \
+           [f.relative_to(ours / "million_song_dataset" / "wav") for f in b.files]
+    assert a.layout == (f"msd: original CLMR layout in {original / 'million_song_dataset'} "
+                        f"(processed_annotations/, preprocessed/ .wav)")
+    assert b.layout == f"msd: clmr layout in {ours / 'million_song_dataset'} (metadata/, wav/)"
+    assert tree(original) == before
+
+
+def test_msd_neither_layout_complete_is_one_line_naming_what_each_lacks(tmp_path):
+    from clmr.datasets.msd import MillionSongDataset
+
+    (tmp_path / "million_song_dataset" / "processed_annotations").mkdir(parents=True)
+    with pytest.raises(DatasetError) as err:
+        MillionSongDataset(tmp_path, "test")
+    text = str(err.value)
+    assert "\n" not in text
+    assert ("the original CLMR's lacks processed_annotations/test_gt_msd.tsv, "
+            "processed_annotations/output_labels_msd.txt, processed_annotations/MSD_id_to_7D_id.pkl, "
+            ".wav files in preprocessed/;") in text
