@@ -263,3 +263,46 @@ def test_msd_neither_layout_complete_is_one_line_naming_what_each_lacks(tmp_path
     assert ("the original CLMR's lacks processed_annotations/test_gt_msd.tsv, "
             "processed_annotations/output_labels_msd.txt, processed_annotations/MSD_id_to_7D_id.pkl, "
             ".wav files in preprocessed/;") in text
+
+
+# -- GTZAN -----------------------------------------------------------------------------------------
+def gtzan_names(subset: str) -> list[str]:
+    return (SHARED / "gtzan" / f"{subset}_filtered.txt").read_text().split()
+
+
+@pytest.mark.parametrize("subset", ["train", "valid", "test"])
+def test_gtzan_original_layout_has_the_excerpts_and_genres_of_ours(tmp_path, tiny_wav, subset):
+    from clmr.datasets.gtzan import GTZAN
+
+    every = [n for s in ("train", "valid", "test") for n in gtzan_names(s)]
+    place(tiny_wav, [tmp_path / "original" / "genres" / n for n in every])  # torchaudio's layout, no gtzan/
+    place(tiny_wav, [tmp_path / "ours" / "gtzan" / "wav" / n for n in every])
+    before = tree(tmp_path / "original")
+    a, b = GTZAN(tmp_path / "original", subset), GTZAN(tmp_path / "ours", subset)
+    assert [f"{p.parent.name}/{p.name}" for p in a.files] == [f"{p.parent.name}/{p.name}" for p in b.files] \
+        == gtzan_names(subset)
+    np.testing.assert_array_equal(a.targets, b.targets)
+    assert a.tag_names == b.tag_names
+    assert a.layout == f"gtzan: original CLMR layout in {tmp_path / 'original' / 'genres'} (<genre>/<genre>.000NN.wav)"
+    assert b.layout == f"gtzan: clmr layout in {tmp_path / 'ours' / 'gtzan'} (wav/)"
+    assert tree(tmp_path / "original") == before
+
+
+def test_gtzan_original_layout_at_another_rate_is_refused_in_one_line(tmp_path):
+    from clmr.datasets.gtzan import GTZAN
+
+    write_noise(tmp_path / "genres" / "blues" / "blues.00029.wav", 0.1, rate=44100)
+    with pytest.raises(DatasetError) as err:
+        GTZAN(tmp_path, "train")
+    assert "\n" not in str(err.value) and "1 channel(s) at 44100 Hz in the original CLMR layout of gtzan" in str(err.value)
+    assert "--sample_rate 22050" in str(err.value)
+
+
+def test_gtzan_neither_layout_is_one_line_naming_both(tmp_path):
+    from clmr.datasets.gtzan import GTZAN
+
+    with pytest.raises(DatasetError) as err:
+        GTZAN(tmp_path, "valid")
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(f"{tmp_path / 'gtzan'}: no complete GTZAN layout: clmr's")
+    assert f"the original CLMR's lacks {tmp_path / 'genres'}/<genre>/<genre>.000NN.wav;" in text and "offline" in text
