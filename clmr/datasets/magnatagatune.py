@@ -8,6 +8,10 @@ Layout under `<dataset_dir>/magnatagatune/` (what `preprocess.py --dataset magna
     metadata/   index_mtt.tsv, {train,val,test}_gt_mtt.tsv, output_labels_mtt.txt    (split pons2017)
                 train.npy, valid.npy, test.npy, binary.npy, tags.npy                (split sota)
 
+Or, read as it is when that layout is not complete, the original CLMR's: the split files (index_mtt.tsv,
+{train,val,test}_gt_mtt.tsv; or {train,valid,test}.npy and binary.npy) in `magnatagatune/` itself and each
+converted .wav beside its .mp3 in 0/ ... f/ (its preprocess.py: ffmpeg at 22050 Hz, mono as the mp3s).
+
 Two splits:
 - `pons2017` (musicnn-training, Pons et al. 2018; the one CLMR reports): 18,706 / 1,825 / 5,329 clips.
   `*_gt_mtt.tsv` rows are `clip_id<TAB>[50 labels]`; index_mtt.tsv maps clip_id to `folder/name.mp3`.
