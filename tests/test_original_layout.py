@@ -141,16 +141,19 @@ def test_mtat_neither_layout_complete_is_one_line_naming_what_each_lacks(tmp_pat
 
 
 def tiny_original_mtat(root: Path, rate: int = RATE) -> Path:
-    """An original-layout MagnaTagATune folder with 8 train and 4 valid clips of 3 s: real ids, paths and labels."""
+    """An original-layout MagnaTagATune folder with 8 train, 4 valid and 4 test clips of 3 s: real ids, paths and
+    labels."""
     base = root / "magnatagatune"
     base.mkdir(parents=True)
     shutil.copyfile(SHARED / "magnatagatune" / "index_mtt.tsv", base / "index_mtt.tsv")
     valid = (SHARED / "magnatagatune" / "val_gt_mtt.tsv").read_text().splitlines()[:4]
     train = (SHARED / "magnatagatune" / "test_gt_mtt.tsv").read_text().splitlines()[:8]
+    test = (SHARED / "magnatagatune" / "test_gt_mtt.tsv").read_text().splitlines()[8:12]
     (base / "val_gt_mtt.tsv").write_text("\n".join(valid) + "\n")
     (base / "train_gt_mtt.tsv").write_text("\n".join(train) + "\n")
+    (base / "test_gt_mtt.tsv").write_text("\n".join(test) + "\n")
     index = mtat_index()
-    for n, line in enumerate(train + valid):
+    for n, line in enumerate(train + valid + test):
         write_noise(base / Path(index[line.split("\t")[0]]).with_suffix(".wav"), 3.0, rate, seed=n)
     return base
 
@@ -170,6 +173,20 @@ def test_main_trains_on_an_original_layout_folder_and_says_so_in_one_line(run_sc
     assert "magnatagatune/train: 8 tracks, 50 tags; magnatagatune/valid: 4 tracks, 50 tags" in result.stdout
     assert list((tmp_path / "runs").rglob("*.ckpt"))
     assert not (base / "wav").exists() and not (base / "metadata").exists()
+
+
+def test_linear_evaluation_reads_an_original_layout_folder_and_says_so_once(run_script, tmp_path):
+    from test_linear_evaluation import encoder_checkpoint
+
+    base = tiny_original_mtat(tmp_path / "data")
+    ckpt = encoder_checkpoint(tmp_path / "last.ckpt")
+    result = run_script("linear_evaluation", "--dataset", "magnatagatune", "--dataset_dir", str(tmp_path / "data"),
+                        "--log_dir", str(tmp_path / "runs"), "--finetuner_max_epochs", "1", "--accelerator", "cpu",
+                        "--checkpoint_path", str(ckpt))
+    assert result.code == 0, result.stderr
+    said = [line for line in result.stdout.splitlines() if "layout in" in line]
+    assert said == [f"magnatagatune: original CLMR layout in {base} (index_mtt.tsv, 0/..f/ .wav)"]
+    assert not (base / "wav").exists()
 
 
 def test_main_refuses_an_incomplete_original_layout_in_one_line(run_script, tmp_path):
