@@ -24,9 +24,9 @@ MTAT_FILES = ("index_mtt.tsv", "val_gt_mtt.tsv", "test_gt_mtt.tsv", "tags.npy", 
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (real metadata files) not present")
 
 
-def write_noise(path: Path, seconds: float, rate: int = RATE, seed: int = 0) -> None:
+def write_noise(path: Path, seconds: float, rate: int = RATE, seed: int = 0, channels: int = 1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    audio = 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * rate)).astype(np.float32)
+    audio = 0.1 * np.random.default_rng(seed).standard_normal((int(seconds * rate), channels)).astype(np.float32)
     sf.write(path, audio, rate, subtype="PCM_16")
 
 
@@ -313,6 +313,31 @@ def test_gtzan_original_layout_at_another_rate_is_refused_in_one_line(tmp_path):
         GTZAN(tmp_path, "train")
     assert "\n" not in str(err.value) and "1 channel(s) at 44100 Hz in the original CLMR layout of gtzan" in str(err.value)
     assert "--sample_rate 22050" in str(err.value)
+
+
+def test_gtzan_original_layout_in_stereo_is_refused_in_one_line(tmp_path):
+    from clmr.datasets.gtzan import GTZAN
+
+    write_noise(tmp_path / "genres" / "blues" / "blues.00029.wav", 0.1, channels=2)
+    with pytest.raises(DatasetError) as err:
+        GTZAN(tmp_path, "train")
+    text = str(err.value)
+    assert "\n" not in text and "2 channel(s) at 22050 Hz in the original CLMR layout of gtzan" in text
+    assert "preprocess.py --dataset gtzan --sample_rate 22050" in text and "pass --sample_rate" not in text
+
+
+def test_a_folder_in_both_layouts_is_read_in_clmrs(tmp_path):
+    base = tiny_original_mtat(tmp_path / "data")
+    (base / "metadata").mkdir()
+    for name in ("index_mtt.tsv", "val_gt_mtt.tsv"):
+        shutil.copyfile(base / name, base / "metadata" / name)
+    shutil.copyfile(SHARED / "magnatagatune" / "output_labels_mtt.txt", base / "metadata" / "output_labels_mtt.txt")
+    for wav in [p for p in base.rglob("*.wav")]:
+        (base / "wav" / wav.relative_to(base)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(wav, base / "wav" / wav.relative_to(base))
+    valid = MagnaTagATune(tmp_path / "data", "valid")
+    assert valid.layout.startswith("magnatagatune: clmr layout") and len(valid) == 4
+    assert all((base / "wav") in f.parents for f in valid.files)
 
 
 def test_gtzan_neither_layout_is_one_line_naming_both(tmp_path):

@@ -51,7 +51,8 @@ def check_original_rate(dataset: str, files: Sequence[Path], sample_rate: int) -
             continue
         if info.sample_rate == sample_rate and info.channels == 1:
             return
-        convert = f"convert the mp3s into clmr's layout with preprocess.py --sample_rate {sample_rate}"
+        convert = (f"convert the source audio into clmr's layout with python preprocess.py --dataset {dataset} "
+                   f"--sample_rate {sample_rate} (docs/DATASETS.md)")
         fix = f"pass --sample_rate {info.sample_rate}, or {convert}" if info.channels == 1 else convert
         raise DatasetError(
             f"{shown(path)}: {info.channels} channel(s) at {info.sample_rate} Hz in the original CLMR layout of "
