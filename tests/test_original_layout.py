@@ -40,6 +40,11 @@ def place(tiny: Path, paths) -> None:
             shutil.copyfile(tiny, p)
 
 
+def linker(tiny: Path):
+    """`wav(path)` for the layout builders: a hard link of the tiny wav at `path`."""
+    return lambda path: place(tiny, [path])
+
+
 def tree(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
 
@@ -91,9 +96,8 @@ def ours_mtat(base: Path, wav) -> None:
 @pytest.fixture(scope="module")
 def mtat_both(tmp_path_factory, tiny_wav) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("mtat")
-    link = lambda p: place(tiny_wav, [p])  # noqa: E731
-    original_mtat(root / "original" / "magnatagatune", link)
-    ours_mtat(root / "ours" / "magnatagatune", link)
+    original_mtat(root / "original" / "magnatagatune", linker(tiny_wav))
+    ours_mtat(root / "ours" / "magnatagatune", linker(tiny_wav))
     return root / "original", root / "ours"
 
 
@@ -118,14 +122,14 @@ def test_mtat_original_layout_has_the_tracks_labels_and_tags_of_ours(mtat_both, 
 
 def test_mtat_original_layout_without_tag_names_names_them_by_position(tmp_path, tiny_wav):
     base = tmp_path / "magnatagatune"
-    original_mtat(base, lambda p: place(tiny_wav, [p]), files=("index_mtt.tsv", "val_gt_mtt.tsv"))
+    original_mtat(base, linker(tiny_wav), files=("index_mtt.tsv", "val_gt_mtt.tsv"))
     valid = MagnaTagATune(tmp_path, "valid")
     assert valid.tag_names == [f"tag{i}" for i in range(50)] and len(valid) == 1825
 
 
 def test_mtat_neither_layout_complete_is_one_line_naming_what_each_lacks(tmp_path, tiny_wav):
     base = tmp_path / "magnatagatune"
-    original_mtat(base, lambda p: place(tiny_wav, [p]), files=("index_mtt.tsv",))
+    original_mtat(base, linker(tiny_wav), files=("index_mtt.tsv",))
     with pytest.raises(DatasetError) as err:
         MagnaTagATune(tmp_path, "valid")
     text = str(err.value)
@@ -332,7 +336,7 @@ def test_a_folder_in_both_layouts_is_read_in_clmrs(tmp_path):
     for name in ("index_mtt.tsv", "val_gt_mtt.tsv"):
         shutil.copyfile(base / name, base / "metadata" / name)
     shutil.copyfile(SHARED / "magnatagatune" / "output_labels_mtt.txt", base / "metadata" / "output_labels_mtt.txt")
-    for wav in [p for p in base.rglob("*.wav")]:
+    for wav in list(base.rglob("*.wav")):
         (base / "wav" / wav.relative_to(base)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(wav, base / "wav" / wav.relative_to(base))
     valid = MagnaTagATune(tmp_path / "data", "valid")

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 # The original CLMR's preprocess.py converts with `ffmpeg -i <mp3> -ar <--sample_rate> <wav>`, its default
 # --sample_rate being 22050; the channels are the source's (mono for MagnaTagATune and the 7digital previews).
 ORIGINAL_RATE = 22050
+RATE_PROBES = 8  # files whose header is read, at most, to find one readable
 OURS = "clmr"
 ORIGINAL = "original CLMR"
 
@@ -44,7 +45,7 @@ def check_original_rate(dataset: str, files: Sequence[Path], sample_rate: int) -
     The first readable file decides (the original's preprocess.py converts every file alike); files that
     cannot be read are left to the loader, which skips them with a warning.
     """
-    for path in files[:8]:
+    for path in files[:RATE_PROBES]:
         try:
             info = audio_info(path)
         except AudioFileError:
