@@ -352,3 +352,14 @@ def test_gtzan_neither_layout_is_one_line_naming_both(tmp_path):
     text = str(err.value)
     assert "\n" not in text and text.startswith(f"{tmp_path / 'gtzan'}: no complete GTZAN layout: clmr's")
     assert f"the original CLMR's lacks {tmp_path / 'genres'}/<genre>/<genre>.000NN.wav;" in text and "offline" in text
+
+
+def test_preprocess_on_original_msd_and_gtzan_has_nothing_to_convert(run_script, tmp_path, msd_both):
+    original_msd = msd_both[0]
+    result = run_script("preprocess", "--dataset", "msd", "--dataset_dir", str(original_msd))
+    assert result.code == 0 and "msd: " in result.stdout and "nothing to convert" in result.stdout, result.stderr
+    write_noise(tmp_path / "genres" / "jazz" / "jazz.00001.wav", 0.1)
+    before = tree(tmp_path)
+    result = run_script("preprocess", "--dataset", "gtzan", "--dataset_dir", str(tmp_path))
+    assert result.code == 0 and "original CLMR's GTZAN" in result.stdout and "nothing to convert" in result.stdout
+    assert tree(tmp_path) == before
