@@ -11,7 +11,7 @@ from pytorch_lightning import seed_everything
 from clmr import cli
 from clmr.augmentations import build_augmentation_chain
 from clmr.config import ConfigError, load_config
-from clmr.datasets import dataset_from_config
+from clmr.datasets import dataset_from_config, layout_lines
 from clmr.models import SampleCNN
 from clmr.runs import describe_checkpoints, open_run, resume_path, training_checkpoint
 from clmr.stages import contrastive_module, supervised_module, training_loader
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     with open_run(cfg, stage):  # locked, writable, nothing overwritten: checked before any data is read
         seed_everything(cfg.seed, workers=True)
         train, valid = dataset_from_config(cfg, "train"), dataset_from_config(cfg, "valid")
+        for line in layout_lines(train, valid):
+            print(line)
         print(f"{train.describe()}; {valid.describe()}")
 
         if cfg.supervised:

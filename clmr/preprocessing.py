@@ -310,7 +310,10 @@ def _manifest(results: list[Result], dataset: str, sample_rate: int, workers: in
 
 
 def summary(manifest: dict) -> str:
-    """One line per outcome, and the first few failures with their reasons."""
+    """One line per outcome, and the first few failures with their reasons (or the note of a dataset that
+    needed no conversion)."""
+    if "note" in manifest:
+        return manifest["note"]
     c = manifest["counts"]
     lines = [f"{manifest['dataset'] or 'audio'}: {c['converted']} converted, {c['skipped']} skipped, "
              f"{c['failed']} failed -> {shown(manifest['output_root'])} (manifest: {MANIFEST})"]

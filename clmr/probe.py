@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from clmr.atomic import check_writable, write_json
 from clmr.checkpoints import RANDOM, CheckpointError, file_sha256, head_state_dict, load_encoder, load_head
 from clmr.config import ConfigError
-from clmr.datasets import dataset_from_config
+from clmr.datasets import dataset_from_config, layout_lines
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.evaluation import label_fraction_tracks, probabilities, track_level_scores, track_metrics
 from clmr.filenames import shown
@@ -161,6 +161,8 @@ def check_finite_representations(reps: Representations, encoder: Encoder, where:
 
 def labelled_subsets(cfg: Namespace) -> dict[str, AudioDataset]:
     subsets = {s: dataset_from_config(cfg, s) for s in ("train", "valid", "test")}
+    for line in layout_lines(*subsets.values()):
+        print(line)
     if not subsets["train"].labelled:
         raise DatasetError(f"--dataset {cfg.dataset} has no labels: linear evaluation needs a labelled dataset "
                            f"(synthetic, magnatagatune, msd, gtzan, librispeech)")

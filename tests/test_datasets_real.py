@@ -198,8 +198,10 @@ def test_mtat_missing_metadata_names_each_file_and_the_command(tmp_path):
     with pytest.raises(DatasetError) as err:
         MagnaTagATune(tmp_path, "train")
     text = str(err.value)
-    assert str(tmp_path / "magnatagatune/metadata/index_mtt.tsv") in text
-    assert str(tmp_path / "magnatagatune/metadata/train_gt_mtt.tsv") in text
+    assert "\n" not in text and text.startswith(f"{tmp_path / 'magnatagatune'}: no complete MagnaTagATune layout")
+    ours, original = text.split("; the original CLMR's lacks ")
+    assert "metadata/index_mtt.tsv, metadata/train_gt_mtt.tsv, metadata/output_labels_mtt.txt, wav/" in ours
+    assert original.startswith("index_mtt.tsv, train_gt_mtt.tsv, .wav files in 0/ ... f/")
     assert f"python preprocess.py --dataset magnatagatune --dataset_dir {tmp_path} --download" in text
     with pytest.raises(DatasetError, match="magnatagatune: MagnaTagATune folder not found"):
         MagnaTagATune(tmp_path / "elsewhere", "train")
@@ -289,13 +291,14 @@ def test_msd_missing_files_are_named_with_their_sources(tmp_path):
     with pytest.raises(DatasetError) as err:
         MillionSongDataset(tmp_path, "train")
     text = str(err.value)
-    assert str(meta / "train_gt_msd.tsv") in text and str(meta / "output_labels_msd.txt") in text
-    assert "jordipons/musicnn-training" in text
+    assert "\n" not in text and text.startswith(f"{meta.parent}: no complete Million Song Dataset layout")
+    assert "lacks metadata/train_gt_msd.tsv, metadata/output_labels_msd.txt" in text
+    assert "jordipons/musicnn-training" in text and "jongpillee/music_dataset_split" in text
     for name in ("val_gt_msd.tsv", "output_labels_msd.txt"):
         shutil.copyfile(SHARED / "million_song_dataset" / name, meta / name)
     with pytest.raises(DatasetError) as err:
         MillionSongDataset(tmp_path, "valid")
-    assert str(meta / "MSD_id_to_7D_id.pkl") in str(err.value) and str(meta / "index_msd.tsv") in str(err.value)
+    assert "metadata/MSD_id_to_7D_id.pkl or metadata/index_msd.tsv" in str(err.value)
 
 
 def test_msd_pickles_holding_code_are_refused(tmp_path):
@@ -309,6 +312,7 @@ def test_msd_pickles_holding_code_are_refused(tmp_path):
             return (os.system, ("true",))
 
     (meta / "MSD_id_to_7D_id.pkl").write_bytes(pickle.dumps({"TRYOGXX128F42483A6": Evil()}))
+    (meta.parent / "wav").mkdir()
     with pytest.raises(DatasetError, match="only plain data"):
         MillionSongDataset(tmp_path, "valid")
 

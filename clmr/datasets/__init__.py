@@ -8,6 +8,7 @@ import importlib
 import os
 
 from clmr.datasets.dataset import SUBSETS, AudioDataset, DatasetError
+from clmr.datasets.layouts import layout_lines
 from clmr.datasets.views import CropDataset
 
 # name -> "module:Class", imported on first use so that one dataset's dependencies never burden another.
@@ -39,4 +40,5 @@ def dataset_from_config(cfg, subset: str) -> AudioDataset:
 
 
 __all__ = ["AudioDataset", "CropDataset", "DatasetError", "REGISTRY", "SUBSETS",
-           "dataset_class", "dataset_from_config", "get_dataset"]
+           "dataset_class", "dataset_from_config", "get_dataset",
+           "layout_lines"]

@@ -44,6 +44,7 @@ class AudioDataset(Dataset):
         self.files: list[Path] = []
         self.targets: np.ndarray | None = None
         self.tag_names: list[str] = []
+        self.layout = ""  # one line saying which on-disk layout was read, for datasets that have two
         self._infos: list[AudioInfo] | None = None
 
     @classmethod

@@ -8,6 +8,10 @@ Layout under `<dataset_dir>/magnatagatune/` (what `preprocess.py --dataset magna
     metadata/   index_mtt.tsv, {train,val,test}_gt_mtt.tsv, output_labels_mtt.txt    (split pons2017)
                 train.npy, valid.npy, test.npy, binary.npy, tags.npy                (split sota)
 
+Or, read as it is when that layout is not complete, the original CLMR's: the split files (index_mtt.tsv,
+{train,val,test}_gt_mtt.tsv; or {train,valid,test}.npy and binary.npy) in `magnatagatune/` itself and each
+converted .wav beside its .mp3 in 0/ ... f/ (its preprocess.py: ffmpeg at 22050 Hz, mono as the mp3s).
+
 Two splits:
 - `pons2017` (musicnn-training, Pons et al. 2018; the one CLMR reports): 18,706 / 1,825 / 5,329 clips.
   `*_gt_mtt.tsv` rows are `clip_id<TAB>[50 labels]`; index_mtt.tsv maps clip_id to `folder/name.mp3`.
@@ -30,7 +34,9 @@ import numpy as np
 from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.datasets.download import RemoteFile
-from clmr.datasets.metadata import check_tag_count, existing, read_gt_tsv, read_label_names, require_files
+from clmr.datasets.layouts import ORIGINAL, OURS, check_original_rate, layout_line, missing_files, neither_complete
+from clmr.datasets.metadata import check_tag_count, existing, read_gt_tsv, read_label_names
+from clmr.filenames import shown
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +117,11 @@ def read_index(path: Path) -> tuple[list[str], list[str]]:
 
 
 class MagnaTagATune(AudioDataset):
-    """The `subset` of MagnaTagATune in split `split` (pons2017 or sota), read from the converted wav files."""
+    """The `subset` of MagnaTagATune in split `split` (pons2017 or sota), read from the converted wav files.
+
+    Read from clmr's layout (metadata/, wav/) when it is complete, else from the original CLMR's (the split
+    files in the folder itself, each .wav next to its .mp3 in 0/ ... f/); `layout` says which.
+    """
 
     name = "magnatagatune"
     multilabel = True
@@ -126,11 +136,13 @@ class MagnaTagATune(AudioDataset):
         self.base = dataset_root(root)
         if not self.base.is_dir():
             raise DatasetError(f"{self.base}: MagnaTagATune folder not found; {how_to_get(root)}")
-        meta = self.base / "metadata"
+        layout = self._find_layout()
+        meta, audio = (self.base / "metadata", self.base / "wav") if layout == OURS else (self.base, self.base)
         if split == "pons2017":
-            rel_paths, clip_ids, targets, names = self._read_pons2017(meta)
+            rel_paths, clip_ids, targets = self._read_pons2017(meta)
         else:
-            rel_paths, clip_ids, targets, names = self._read_sota(meta)
+            rel_paths, clip_ids, targets = self._read_sota(meta)
+        names = self._tag_names(meta, layout, targets.shape[1])
         keep = [i for i, rel in enumerate(rel_paths) if rel not in _BROKEN_PATHS]
         if len(keep) < len(rel_paths):
             dropped = [f"{clip_ids[i]} ({rel_paths[i]})" for i in range(len(rel_paths)) if rel_paths[i] in _BROKEN_PATHS]
@@ -138,25 +150,78 @@ class MagnaTagATune(AudioDataset):
                      subset, split, len(dropped), ", ".join(dropped))
         self.listed = len(keep)  # clips of the split, before missing audio files are dropped
         self.tag_names = names
-        hint = (f"convert them with: python preprocess.py --dataset magnatagatune --dataset_dir {root} "
-                f"--sample_rate {sample_rate}")
-        if not (self.base / "wav").is_dir():
-            raise DatasetError(f"{self.base / 'wav'}: no converted audio; {hint}")
-        files = [wav_path(self.base, rel_paths[i]) for i in keep]
+        if layout == OURS:
+            hint = (f"convert them with: python preprocess.py --dataset magnatagatune --dataset_dir {root} "
+                    f"--sample_rate {sample_rate}")
+        else:
+            hint = "the original CLMR's preprocess.py writes each .wav next to its .mp3"
+        files = [audio / Path(rel_paths[i]).with_suffix(".wav") for i in keep]
         present = existing(f"magnatagatune/{subset}", files, hint)
         self.files = [files[i] for i in present]
         self.clip_ids = [clip_ids[keep[i]] for i in present]
         self.targets = targets[[keep[i] for i in present]]
+        if layout == ORIGINAL:
+            check_original_rate("magnatagatune", self.files, sample_rate)
+            self.layout = layout_line(self.name, ORIGINAL, self.base, f"{self._required()[1][0]}, 0/..f/ .wav")
+        else:
+            self.layout = layout_line(self.name, OURS, self.base, "metadata/, wav/")
 
     @classmethod
     def from_config(cls, cfg, subset: str) -> MagnaTagATune:
         return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length,
                    split=getattr(cfg, "mtat_split", "pons2017"))
 
+    # -- the two layouts ----------------------------------------------------------------------
+    def _required(self) -> tuple[list[str], list[str]]:
+        """The metadata files of this split and subset each layout needs: (clmr's, in metadata/; the original's)."""
+        if self.split == "pons2017":
+            gt = PONS_FILES[self.subset]
+            return ["index_mtt.tsv", gt, "output_labels_mtt.txt"], ["index_mtt.tsv", gt]
+        listed = SOTA_FILES[self.subset]
+        return [listed, "binary.npy", "tags.npy"], [listed, "binary.npy"]
+
+    def _find_layout(self) -> str:
+        """OURS when clmr's layout is complete, else ORIGINAL when the original's is; one-line error otherwise."""
+        ours_needed, original_needed = self._required()
+        ours = missing_files(self.base / "metadata", ours_needed, "metadata/")
+        if not (self.base / "wav").is_dir():
+            ours.append("wav/")
+        if not ours:
+            return OURS
+        original = missing_files(self.base, original_needed)
+        if not original_audio(self.base):
+            original.append(".wav files in 0/ ... f/")
+        if not original:
+            return ORIGINAL
+        if ours == ["wav/"]:
+            how = (f"convert with: python preprocess.py --dataset magnatagatune --dataset_dir {self.root} "
+                   f"--sample_rate {self.sample_rate}")
+        else:
+            how = how_to_get(self.root)
+        raise neither_complete("MagnaTagATune", self.base, ours, original, how)
+
+    def _tag_names(self, meta: Path, layout: str, n_tags: int) -> list[str]:
+        """clmr's layout: the split's names file. The original's needs none (it hard-codes 50 tags): the first of
+        output_labels_mtt.txt and tags.npy found in the folder, else `tag0` ... (labels are unchanged)."""
+        files = ["output_labels_mtt.txt", "tags.npy"] if self.split == "pons2017" else ["tags.npy", "output_labels_mtt.txt"]
+        if layout == ORIGINAL:
+            files = [f for f in files if (meta / f).is_file()]
+            if not files:
+                log.info("magnatagatune: %s has neither output_labels_mtt.txt nor tags.npy; tags named tag0 ... "
+                         "tag%d", self.base, n_tags - 1)
+                return [f"tag{i}" for i in range(n_tags)]
+        path = meta / files[0]
+        if path.suffix == ".npy":
+            names = [str(t) for t in _load_npy(path).tolist()]
+        else:
+            names = read_label_names(path)
+        labels = PONS_FILES[self.subset] if self.split == "pons2017" else "binary.npy"
+        check_tag_count(names, n_tags, path, meta / labels)
+        return names
+
     # -- the two splits -----------------------------------------------------------------------
     def _read_pons2017(self, meta: Path):
         gt_name = PONS_FILES[self.subset]
-        require_files(meta, ["index_mtt.tsv", gt_name, "output_labels_mtt.txt"], how_to_get(self.root))
         index_ids, index_paths = read_index(meta / "index_mtt.tsv")
         path_of = dict(zip(index_ids, index_paths))
         ids, targets = read_gt_tsv(meta / gt_name)
@@ -164,13 +229,10 @@ class MagnaTagATune(AudioDataset):
         if unknown:
             raise DatasetError(f"{meta / gt_name}: {len(unknown)} clip id(s) not in index_mtt.tsv "
                                f"(first: {unknown[0]})")
-        names = read_label_names(meta / "output_labels_mtt.txt")
-        check_tag_count(names, targets.shape[1], meta / "output_labels_mtt.txt", meta / gt_name)
-        return [path_of[c] for c in ids], ids, targets, names
+        return [path_of[c] for c in ids], ids, targets
 
     def _read_sota(self, meta: Path):
         list_name = SOTA_FILES[self.subset]
-        require_files(meta, [list_name, "binary.npy", "tags.npy"], how_to_get(self.root))
         items = _load_npy(meta / list_name)
         binary = _load_npy(meta / "binary.npy")
         if binary.ndim != 2:
@@ -184,10 +246,8 @@ class MagnaTagATune(AudioDataset):
                 raise DatasetError(f"{meta / list_name}[{n}]: row {ix} is beyond binary.npy's {len(binary)} rows")
             rows.append(int(ix))
             rel_paths.append(rel.strip())
-        names = [str(t) for t in _load_npy(meta / "tags.npy").tolist()]
-        check_tag_count(names, binary.shape[1], meta / "tags.npy", meta / "binary.npy")
         clip_ids = self._clip_ids_of_rows(meta, rows)
-        return rel_paths, clip_ids, binary[rows].astype(np.float32), names
+        return rel_paths, clip_ids, binary[rows].astype(np.float32)
 
     @staticmethod
     def _clip_ids_of_rows(meta: Path, rows: list[int]) -> list[str]:
@@ -211,6 +271,10 @@ class MagnaTagATune(AudioDataset):
                   split_urls={"pons2017": getattr(cfg, "mtat_pons2017_url", PONS2017_URL),
                               "sota": getattr(cfg, "mtat_sota_url", SOTA_URL)})
         elif not (base / "mp3").is_dir():
+            if (base / "index_mtt.tsv").is_file() and original_audio(base):
+                return {"note": f"magnatagatune: {shown(base)} is in the original CLMR layout (index_mtt.tsv, .wav "
+                                f"next to the .mp3 in 0/ ... f/): nothing to convert; main.py and "
+                                f"linear_evaluation.py read it as it is"}
             raise DatasetError(f"{base / 'mp3'}: MagnaTagATune mp3 folder not found; {how_to_get(cfg.dataset_dir)}")
         exclude = {rel: BROKEN_REASON.format(clip=clip) for clip, rel in BROKEN_CLIPS.items()}
         jobs = plan_mirror(base / "mp3", base / "wav", exclude=exclude, extensions=(".mp3",))
@@ -258,6 +322,14 @@ def fetch(base: Path, base_url: str = BASE_URL, split_urls: dict[str, str] | Non
 
 
 EXTRACTED = ".extracted"
+
+
+def original_audio(base: Path) -> bool:
+    """The original CLMR's converted audio is here: some .wav in the folders 0 ... f, beside the .mp3."""
+    return any(next((base / d).glob("*.wav"), None) is not None for d in HEX_FOLDERS if (base / d).is_dir())
+
+
+HEX_FOLDERS = "0123456789abcdef"
 
 
 def audio_extracted(mp3: Path) -> bool:

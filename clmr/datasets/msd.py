@@ -9,6 +9,9 @@ local copy. Layout under `<dataset_dir>/million_song_dataset/`:
     mp3/       X/Y/<7digital id>.clip.mp3 (X, Y: first two digits)  or  X/Y/Z/<MSD id>.mp3 (id[2:5])
     wav/       the same tree, .wav, written by preprocess.py
 
+or, read as it is, the original CLMR's layout: processed_annotations/ holding the files of metadata/
+(its paths come from MSD_id_to_7D_id.pkl) and preprocessed/X/Y/<7digital id>.clip.wav beside the .mp3.
+
 Split: 201,680 / 11,774 / 28,435 tracks (train / valid / test), 50 tags in the order of
 output_labels_msd.txt (MSD_LABELS).
 """
@@ -20,14 +23,9 @@ from pathlib import Path
 
 from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
 from clmr.datasets.dataset import AudioDataset, DatasetError
-from clmr.datasets.metadata import (
-    check_tag_count,
-    existing,
-    load_plain_pickle,
-    read_gt_tsv,
-    read_label_names,
-    require_files,
-)
+from clmr.datasets.layouts import ORIGINAL, OURS, check_original_rate, layout_line, missing_files, neither_complete
+from clmr.datasets.metadata import check_tag_count, existing, load_plain_pickle, read_gt_tsv, read_label_names
+from clmr.filenames import shown
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +35,7 @@ LABELS = "output_labels_msd.txt"
 ID_TO_7D = "MSD_id_to_7D_id.pkl"
 ID7D_TO_PATH = "7D_id_to_path.pkl"
 INDEX = "index_msd.tsv"
+ORIGINAL_META, ORIGINAL_AUDIO = "processed_annotations", "preprocessed"  # the original CLMR's folders
 
 SOURCES = """where they come from:
   train_gt_msd.tsv, val_gt_msd.tsv, test_gt_msd.tsv, output_labels_msd.txt, index_msd.tsv:
@@ -73,12 +72,16 @@ class MillionSongDataset(AudioDataset):
             raise DatasetError(f"{self.base}: Million Song Dataset folder not found (it cannot be downloaded); "
                                f"expected {meta}/ with {GT_FILES[subset]}, {LABELS} and {ID_TO_7D} or {INDEX}, "
                                f"and the audio under {self.base / 'mp3'}/\n{sources}")
-        require_files(meta, [GT_FILES[subset], LABELS], sources)
+        layout = self._find_layout(subset)
+        if layout == ORIGINAL:  # the original CLMR's: processed_annotations/, preprocessed/X/Y/<7digital id>.clip.wav
+            meta, audio = self.base / ORIGINAL_META, self.base / ORIGINAL_AUDIO
+        else:
+            audio = self.base / "wav"
         ids, targets = read_gt_tsv(meta / GT_FILES[subset])
         self.tag_names = read_label_names(meta / LABELS)
         check_tag_count(self.tag_names, targets.shape[1], meta / LABELS, meta / GT_FILES[subset])
         self.listed = len(ids)
-        path_of = self._paths(meta, sources)
+        path_of = self._paths(meta, sources) if layout == OURS else self._paths_7digital(meta)
         known = [i for i, t in enumerate(ids) if t in path_of]
         if len(known) < len(ids):
             first = next(t for t in ids if t not in path_of)
@@ -86,15 +89,53 @@ class MillionSongDataset(AudioDataset):
                         subset, len(ids) - len(known), len(ids), first)
         if not known:
             raise DatasetError(f"msd/{subset}: none of the {len(ids)} track ids of {GT_FILES[subset]} is in the id mapping")
-        hint = (f"convert them with: python preprocess.py --dataset msd --dataset_dir {root} "
-                f"--sample_rate {sample_rate}")
-        if not (self.base / "wav").is_dir():
-            raise DatasetError(f"{self.base / 'wav'}: no converted audio; {hint}")
-        files = [self.base / "wav" / Path(path_of[ids[i]]).with_suffix(".wav") for i in known]
+        if layout == OURS:
+            hint = (f"convert them with: python preprocess.py --dataset msd --dataset_dir {root} "
+                    f"--sample_rate {sample_rate}")
+        else:
+            hint = "the original CLMR's preprocess.py writes each .wav next to its .mp3 in preprocessed/"
+        files = [audio / Path(path_of[ids[i]]).with_suffix(".wav") for i in known]
         present = existing(f"msd/{subset}", files, hint)
         self.files = [files[i] for i in present]
         self.track_ids = [ids[known[i]] for i in present]
         self.targets = targets[[known[i] for i in present]]
+        if layout == ORIGINAL:
+            check_original_rate("msd", self.files, sample_rate)
+            self.layout = layout_line(self.name, ORIGINAL, self.base, f"{ORIGINAL_META}/, {ORIGINAL_AUDIO}/ .wav")
+        else:
+            self.layout = layout_line(self.name, OURS, self.base, "metadata/, wav/")
+
+    def _find_layout(self, subset: str) -> str:
+        """OURS when clmr's layout is complete, else ORIGINAL when the original's is; one-line error otherwise."""
+        meta = self.base / "metadata"
+        ours = missing_files(meta, [GT_FILES[subset], LABELS], "metadata/")
+        if not (meta / ID_TO_7D).is_file() and not (meta / INDEX).is_file():
+            ours.append(f"metadata/{ID_TO_7D} or metadata/{INDEX}")
+        if not (self.base / "wav").is_dir():
+            ours.append("wav/")
+        if not ours:
+            return OURS
+        original = missing_files(self.base / ORIGINAL_META, [GT_FILES[subset], LABELS, ID_TO_7D], f"{ORIGINAL_META}/")
+        if next((self.base / ORIGINAL_AUDIO).rglob("*.wav"), None) is None:
+            original.append(f".wav files in {ORIGINAL_AUDIO}/")
+        if not original:
+            return ORIGINAL
+        if ours == ["wav/"]:
+            how = (f"convert with: python preprocess.py --dataset msd --dataset_dir {self.root} "
+                   f"--sample_rate {self.sample_rate}")
+        else:
+            how = ("the metadata come from github.com/jordipons/musicnn-training (data/index/msd/) and "
+                   "github.com/jongpillee/music_dataset_split (MSD_split/), the audio (not downloadable) from a "
+                   "copy of the 7digital previews; see docs/DATASETS.md")
+        raise neither_complete("Million Song Dataset", self.base, ours, original, how)
+
+    @staticmethod
+    def _paths_7digital(meta: Path) -> dict[str, str]:
+        """The original CLMR's paths: MSD id -> X/Y/<7digital id>.clip.mp3 from MSD_id_to_7D_id.pkl alone."""
+        to_7d = load_plain_pickle(meta / ID_TO_7D)
+        if not isinstance(to_7d, dict):
+            raise DatasetError(f"{meta / ID_TO_7D}: expected a dict of MSD id -> 7digital id")
+        return {str(k): path_7digital(v) for k, v in to_7d.items()}
 
     @staticmethod
     def _paths(meta: Path, sources: str) -> dict[str, str]:
@@ -130,6 +171,10 @@ class MillionSongDataset(AudioDataset):
         if getattr(cfg, "download", False):
             raise DatasetError(f"the Million Song Dataset cannot be downloaded; place a local copy in {base}\n{sources}")
         if not (base / "mp3").is_dir():
+            if (base / ORIGINAL_META / ID_TO_7D).is_file() and next((base / ORIGINAL_AUDIO).rglob("*.wav"), None):
+                return {"note": f"msd: {shown(base)} is in the original CLMR layout ({ORIGINAL_META}/, .wav next to "
+                                f"the .mp3 in {ORIGINAL_AUDIO}/): nothing to convert; main.py and "
+                                f"linear_evaluation.py read it as it is"}
             raise DatasetError(f"{base / 'mp3'}: MSD audio folder not found; expected the previews as "
                                f"mp3/X/Y/<7digital id>.clip.mp3\n{sources}")
         jobs = plan_mirror(base / "mp3", base / "wav", extensions=(".mp3",))
