@@ -318,9 +318,8 @@ def test_msd_pickles_holding_code_are_refused(tmp_path):
 
 
 def test_msd_preprocess_refuses_to_download(tmp_path):
-    cfg = Namespace(dataset_dir=str(tmp_path), sample_rate=RATE, workers=0, download=True)
     with pytest.raises(DatasetError, match="cannot be downloaded"):
-        MillionSongDataset.prepare(cfg)
+        MillionSongDataset.prepare(tmp_path, RATE, download=True)
 
 
 # -- GTZAN ---------------------------------------------------------------------------------------
@@ -352,9 +351,8 @@ def test_gtzan_missing_audio_says_the_host_is_dead(tmp_path):
     with pytest.raises(DatasetError, match="offline") as err:
         GTZAN(tmp_path, "train")
     assert str(tmp_path / "gtzan" / "genres") in str(err.value)
-    cfg = Namespace(dataset_dir=str(tmp_path), sample_rate=RATE, workers=0, download=True)
     with pytest.raises(DatasetError, match="opihi.cs.uvic.ca"):
-        GTZAN.prepare(cfg)
+        GTZAN.prepare(tmp_path, RATE, download=True)
 
 
 def test_gtzan_preprocess_converts_genres_to_wav_and_the_loader_reads_it(tmp_path):
@@ -363,8 +361,7 @@ def test_gtzan_preprocess_converts_genres_to_wav_and_the_loader_reads_it(tmp_pat
     for n in names:
         (genres / n).parent.mkdir(parents=True, exist_ok=True)
         sf.write((genres / n).with_suffix(".au"), 0.1 * np.ones(RATE // 10), RATE, format="AU")
-    cfg = Namespace(dataset_dir=str(tmp_path), sample_rate=16000, workers=0, download=False)
-    manifest = GTZAN.prepare(cfg)
+    manifest = GTZAN.prepare(tmp_path, 16000)
     assert manifest["counts"]["converted"] == 4
     valid = GTZAN(tmp_path, "valid", sample_rate=16000)
     assert len(valid) == 4 and valid.listed == 197
@@ -399,7 +396,7 @@ def test_librispeech_speaker_identification_through_torchaudio(tmp_path):
     librispeech_tree(tmp_path)
     cfg = Namespace(dataset="librispeech", dataset_dir=str(tmp_path), sample_rate=RATE, audio_length=1000,
                     workers=0, download=False, librispeech_url="train-clean-100")
-    manifest = LibriSpeech.prepare(cfg)
+    manifest = LibriSpeech.prepare(tmp_path, RATE, url="train-clean-100")
     assert manifest["counts"] == {"converted": 36, "skipped": 0, "failed": 0}
     sets = {s: dataset_from_config(cfg, s) for s in ("train", "valid", "test")}
     assert [len(sets[s]) for s in ("train", "valid", "test")] == [30, 3, 3]

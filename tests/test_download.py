@@ -5,7 +5,6 @@ import hashlib
 import io
 import threading
 import zipfile
-from argparse import Namespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -253,10 +252,8 @@ def test_mtat_download_with_a_wrong_checksum_stops_with_the_file_named(host, tmp
     monkeypatch.setattr(mtat, "AUDIO_PARTS", {"mp3.zip.001": md5(b"the real part")})
     monkeypatch.setattr(mtat, "ANNOTATIONS", {})
     monkeypatch.setattr(mtat, "SPLIT_FILES", {})
-    cfg = Namespace(dataset_dir=str(tmp_path), sample_rate=8000, workers=0, download=True,
-                    mtat_base_url=f"{host.url}/mtat")
     with pytest.raises(DownloadError, match="mp3.zip.001.*checksum mismatch"):
-        MagnaTagATune.prepare(cfg)
+        MagnaTagATune.prepare(tmp_path, 8000, download=True, base_url=f"{host.url}/mtat")
 
 
 def test_mtat_download_after_a_manual_extraction_fetches_only_the_metadata(host, tmp_path, monkeypatch):
@@ -269,8 +266,7 @@ def test_mtat_download_after_a_manual_extraction_fetches_only_the_metadata(host,
     monkeypatch.setattr(mtat, "AUDIO_PARTS", {"mp3.zip.001": md5(b"never fetched")})
     monkeypatch.setattr(mtat, "ANNOTATIONS", {})
     monkeypatch.setattr(mtat, "SPLIT_FILES", {"pons2017": {"index_mtt.tsv": md5(index)}})
-    cfg = Namespace(dataset_dir=str(tmp_path), sample_rate=8000, workers=0, download=True,
-                    mtat_base_url=f"{host.url}/mtat", mtat_pons2017_url=f"{host.url}/pons")
-    manifest = MagnaTagATune.prepare(cfg)
+    manifest = MagnaTagATune.prepare(tmp_path, 8000, download=True, base_url=f"{host.url}/mtat",
+                                     split_urls={"pons2017": f"{host.url}/pons"})
     assert [path for path, _ in host.requests] == ["/pons/index_mtt.tsv"]
     assert manifest["counts"]["converted"] == 16

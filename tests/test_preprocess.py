@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -169,8 +168,7 @@ def test_mtat_preprocess_skips_the_three_broken_clips_with_the_reason(tmp_path):
         (mp3 / rel).write_bytes(b"")
     (mp3 / "0").mkdir()
     sf.write(mp3 / "0" / "fine-1-30.mp3", tone(440, 0.5, 16000), 16000, format="MP3", subtype="MPEG_LAYER_III")
-    cfg = Namespace(dataset_dir=str(tmp_path), sample_rate=RATE, workers=0, download=False)
-    manifest = MagnaTagATune.prepare(cfg)
+    manifest = MagnaTagATune.prepare(tmp_path, RATE)
     assert manifest["counts"] == {"converted": 1, "skipped": 3, "failed": 0}
     reasons = {Path(s["input"]).relative_to(mp3).as_posix(): s["reason"] for s in manifest["skipped"]}
     for clip, rel in BROKEN_CLIPS.items():
@@ -178,9 +176,8 @@ def test_mtat_preprocess_skips_the_three_broken_clips_with_the_reason(tmp_path):
 
 
 def test_missing_mtat_audio_without_download_says_how_to_get_it(tmp_path):
-    cfg = Namespace(dataset_dir=str(tmp_path), sample_rate=RATE, workers=0, download=False)
     with pytest.raises(Exception, match="--download"):
-        MagnaTagATune.prepare(cfg)
+        MagnaTagATune.prepare(tmp_path, RATE)
 
 
 # -- the script ----------------------------------------------------------------------------------

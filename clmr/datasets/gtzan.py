@@ -103,13 +103,13 @@ class GTZAN(AudioDataset):
             check_original_rate("gtzan", self.files, sample_rate)
 
     @classmethod
-    def prepare(cls, cfg) -> dict:
+    def prepare(cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False) -> dict:
         """Convert genres/ to wav/; returns the manifest."""
         from clmr.preprocessing import convert_all, plan_mirror
 
-        base = dataset_root(cfg.dataset_dir)
+        base = dataset_root(dataset_dir)  # GTZAN's host is offline: `download` has nothing to fetch
         source = source_folder(base)
-        original = original_folder(cfg.dataset_dir)
+        original = original_folder(dataset_dir)
         if source is None and original is not None:
             return {"note": f"gtzan: {shown(original)} is the original CLMR's GTZAN (torchaudio's layout, "
                             f"<genre>/<genre>.000NN.wav): nothing to convert; main.py and linear_evaluation.py "
@@ -117,4 +117,4 @@ class GTZAN(AudioDataset):
         if source is None:
             raise DatasetError(f"{base / 'genres'}: GTZAN audio not found. " + DEAD_HOST.format(where=base))
         jobs = plan_mirror(source, base / "wav")
-        return convert_all(jobs, base / "wav", cfg.sample_rate, workers=cfg.workers, dataset=cls.name)
+        return convert_all(jobs, base / "wav", sample_rate, workers=workers, dataset=cls.name)

@@ -97,16 +97,15 @@ class LibriSpeech(AudioDataset):
                    url=cfg.librispeech_url)
 
     @classmethod
-    def prepare(cls, cfg) -> dict:
+    def prepare(cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False,
+                url: str = DEFAULT_URL) -> dict:
         """Download with --download (torchaudio, from openslr.org), then convert the flac files; returns the manifest."""
         from clmr.atomic import check_writable
         from clmr.preprocessing import convert_all, plan_mirror
 
-        base = dataset_root(cfg.dataset_dir)
-        url = cfg.librispeech_url
-        download = bool(getattr(cfg, "download", False))
+        base = dataset_root(dataset_dir)
         if download:
             check_writable(base, "--dataset_dir")
         open_librispeech(base, url, download=download)
         jobs = plan_mirror(base / "LibriSpeech" / url, base / "wav" / url, extensions=(".flac",))
-        return convert_all(jobs, base / "wav" / url, cfg.sample_rate, workers=cfg.workers, dataset=cls.name)
+        return convert_all(jobs, base / "wav" / url, sample_rate, workers=workers, dataset=cls.name)

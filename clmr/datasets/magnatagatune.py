@@ -169,7 +169,7 @@ class MagnaTagATune(AudioDataset):
     @classmethod
     def from_config(cls, cfg, subset: str) -> MagnaTagATune:
         return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length,
-                   split=getattr(cfg, "mtat_split", "pons2017"))
+                   split=cfg.mtat_split)
 
     # -- the two layouts ----------------------------------------------------------------------
     def _required(self) -> tuple[list[str], list[str]]:
@@ -259,26 +259,26 @@ class MagnaTagATune(AudioDataset):
 
     # -- preprocess.py ------------------------------------------------------------------------
     @classmethod
-    def prepare(cls, cfg) -> dict:
-        """Download (with --download), verify, merge, extract, and convert to wav; returns the manifest."""
+    def prepare(cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False,
+                base_url: str = BASE_URL, split_urls: dict[str, str] | None = None) -> dict:
+        """Download (with `download`: the audio from `base_url`, the splits from `split_urls`), verify, merge,
+        extract, and convert to wav; returns the manifest."""
         from clmr.atomic import check_writable
         from clmr.preprocessing import convert_all, plan_mirror
 
-        base = dataset_root(cfg.dataset_dir)
-        if getattr(cfg, "download", False):
+        base = dataset_root(dataset_dir)
+        if download:
             check_writable(base, "--dataset_dir")
-            fetch(base, base_url=getattr(cfg, "mtat_base_url", BASE_URL),
-                  split_urls={"pons2017": getattr(cfg, "mtat_pons2017_url", PONS2017_URL),
-                              "sota": getattr(cfg, "mtat_sota_url", SOTA_URL)})
+            fetch(base, base_url=base_url, split_urls={"pons2017": PONS2017_URL, "sota": SOTA_URL, **(split_urls or {})})
         elif not (base / "mp3").is_dir():
             if (base / "index_mtt.tsv").is_file() and original_audio(base):
                 return {"note": f"magnatagatune: {shown(base)} is in the original CLMR layout (index_mtt.tsv, .wav "
                                 f"next to the .mp3 in 0/ ... f/): nothing to convert; main.py and "
                                 f"linear_evaluation.py read it as it is"}
-            raise DatasetError(f"{base / 'mp3'}: MagnaTagATune mp3 folder not found; {how_to_get(cfg.dataset_dir)}")
+            raise DatasetError(f"{base / 'mp3'}: MagnaTagATune mp3 folder not found; {how_to_get(dataset_dir)}")
         exclude = {rel: BROKEN_REASON.format(clip=clip) for clip, rel in BROKEN_CLIPS.items()}
         jobs = plan_mirror(base / "mp3", base / "wav", exclude=exclude, extensions=(".mp3",))
-        return convert_all(jobs, base / "wav", cfg.sample_rate, workers=cfg.workers, dataset=cls.name)
+        return convert_all(jobs, base / "wav", sample_rate, workers=workers, dataset=cls.name)
 
 
 _BROKEN_PATHS = set(BROKEN_CLIPS.values())

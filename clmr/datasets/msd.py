@@ -162,13 +162,13 @@ class MillionSongDataset(AudioDataset):
                            f"mp3/X/Y/Z/<MSD id>.mp3)\n{sources}")
 
     @classmethod
-    def prepare(cls, cfg) -> dict:
+    def prepare(cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False) -> dict:
         """Convert mp3/ to wav/ (the MSD cannot be downloaded); returns the manifest."""
         from clmr.preprocessing import convert_all, plan_mirror
 
-        base = dataset_root(cfg.dataset_dir)
-        sources = SOURCES.format(dataset_dir=cfg.dataset_dir)
-        if getattr(cfg, "download", False):
+        base = dataset_root(dataset_dir)
+        sources = SOURCES.format(dataset_dir=dataset_dir)
+        if download:
             raise DatasetError(f"the Million Song Dataset cannot be downloaded; place a local copy in {base}\n{sources}")
         if not (base / "mp3").is_dir():
             if (base / ORIGINAL_META / ID_TO_7D).is_file() and next((base / ORIGINAL_AUDIO).rglob("*.wav"), None):
@@ -178,4 +178,4 @@ class MillionSongDataset(AudioDataset):
             raise DatasetError(f"{base / 'mp3'}: MSD audio folder not found; expected the previews as "
                                f"mp3/X/Y/<7digital id>.clip.mp3\n{sources}")
         jobs = plan_mirror(base / "mp3", base / "wav", extensions=(".mp3",))
-        return convert_all(jobs, base / "wav", cfg.sample_rate, workers=cfg.workers, dataset=cls.name)
+        return convert_all(jobs, base / "wav", sample_rate, workers=workers, dataset=cls.name)
