@@ -9,12 +9,11 @@ from __future__ import annotations
 from pytorch_lightning import seed_everything
 
 from clmr import cli
-from clmr.augmentations import build_augmentation_chain
 from clmr.config import ConfigError, load_config
 from clmr.datasets import dataset_from_config, layout_lines
 from clmr.models import SampleCNN
 from clmr.runs import describe_checkpoints, open_run, resume_path, training_checkpoint
-from clmr.stages import contrastive_module, supervised_module, training_loader
+from clmr.stages import augmentation_chain, contrastive_module, supervised_module, training_loader
 from clmr.stopping import no_silent_sigterm
 from clmr.trainer import build_trainer, checkpoint_callbacks, early_stopping, tensorboard_hint
 
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
             callbacks = checkpoint_callbacks(cfg, stage) + [early_stopping(cfg)]
         else:
             views = 2
-            chain = build_augmentation_chain(cfg)
+            chain = augmentation_chain(cfg)
             transform = chain if cfg.augment_on == "workers" else None
             module = contrastive_module(cfg, SampleCNN(out_dim=max(train.n_classes, 1)),
                                         augment=chain if cfg.augment_on == "device" else None)

@@ -29,8 +29,8 @@ from clmr.augmentations import (
     PitchShift,
     PolarityInversion,
     Reverb,
-    build_augmentation_chain,
 )
+from clmr.stages import augmentation_chain
 
 SAMPLE_RATE = 22050
 CROP = 59049
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     header = machine()
 
     cfg = argparse.Namespace(**PROBABILITIES, sample_rate=SAMPLE_RATE, audio_length=CROP)
-    chain = build_augmentation_chain(cfg).to(device)
+    chain = augmentation_chain(cfg).to(device)
     crops = 0.1 * torch.randn(max(args.batch, 64), 1, CROP, device=device)
     with torch.no_grad():
         rows = chain_rows(chain, crops, time_it, args.batch)

@@ -30,11 +30,10 @@ from bench_loading import Clips, make_clips
 from pytorch_lightning import Callback
 
 from _common import command, machine, record, table
-from clmr.augmentations import build_augmentation_chain
 from clmr.config import load_config
 from clmr.models import SampleCNN
 from clmr.modules.optimizers import build_optimizer
-from clmr.stages import contrastive_module, training_loader
+from clmr.stages import augmentation_chain, contrastive_module, training_loader
 from clmr.trainer import build_trainer, native_bf16, resolve_precision
 
 ORIGINAL_PAIRS_PER_S = 3.84  # the original CLMR stack on this kind of machine, batch 16 (see docs/PERFORMANCE.md)
@@ -52,7 +51,7 @@ def autocast(precision: str, device: torch.device):
 
 def build(cfg, device: torch.device):
     """The module main.py builds (its encoder compiled if cfg.compile), on `device`, and its optimiser."""
-    chain = build_augmentation_chain(cfg)
+    chain = augmentation_chain(cfg)
     module = contrastive_module(cfg, SampleCNN(out_dim=50), augment=chain if cfg.augment_on == "device" else None)
     module.to(device).train()
     optimizer = build_optimizer(module.model.parameters(), module.hparams)
@@ -160,7 +159,7 @@ class StepTimer(Callback):
 def through_lightning(cfg, device, dataset, args, log_dir: str) -> dict:
     """main.py's path: the Lightning Trainer from build_trainer fitting ContrastiveLearning on crop_loader."""
     torch.manual_seed(0)
-    chain = build_augmentation_chain(cfg)
+    chain = augmentation_chain(cfg)
     module = contrastive_module(cfg, SampleCNN(out_dim=50), augment=chain if cfg.augment_on == "device" else None)
     loader = training_loader(dataset, cfg, train=True, n_views=2, transform=chain if cfg.augment_on == "workers" else None)
     timer = StepTimer(device)

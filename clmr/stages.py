@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from clmr.augmentations import FILTERS_MIN_RATE, LOWPASS_HZ, STEPS, build_augmentation_chain
+from clmr.config import ConfigError
 from clmr.datasets.dataset import AudioDataset
 from clmr.datasets.loading import crop_loader
 from clmr.hardware import num_workers, pin_memory
@@ -55,3 +57,14 @@ def training_loader(dataset: AudioDataset, cfg: Namespace, train: bool, n_views:
     """`clmr.datasets.loading.crop_loader` with the batch size, workers, pinning and seed of the config."""
     return crop_loader(dataset, batch_size=batch_size or cfg.batch_size, train=train, seed=cfg.seed,
                        workers=num_workers(cfg), pin_memory=pin_memory(cfg), n_views=n_views, transform=transform)
+
+
+def augmentation_chain(cfg: Namespace, crop: bool = False) -> nn.Module:
+    """CLMR's augmentation chain with the probabilities `transforms_*` of the config."""
+    sr = cfg.sample_rate
+    if cfg.transforms_filters > 0 and sr < FILTERS_MIN_RATE:
+        raise ConfigError(f"--sample_rate {sr}: the filters augmentation (--transforms_filters "
+                          f"{cfg.transforms_filters:g}) cuts off up to {LOWPASS_HZ[1]} Hz and needs at least "
+                          f"{FILTERS_MIN_RATE} Hz; pass --transforms_filters 0 to pre-train at {sr} Hz")
+    probabilities = {step: getattr(cfg, f"transforms_{step}") for step in STEPS}
+    return build_augmentation_chain(sr, cfg.audio_length, crop=crop, **probabilities)

@@ -22,11 +22,11 @@ from clmr.augmentations import (
     RandomApply,
     RandomResizedCrop,
     Reverb,
-    build_augmentation_chain,
 )
 from clmr.augmentations import (
     functional as F,
 )
+from clmr.stages import augmentation_chain
 
 SR = 22050
 
@@ -329,12 +329,12 @@ def test_compose_many_returns_independently_cropped_and_augmented_views():
 
 
 def test_build_augmentation_chain_uses_the_configured_probabilities():
-    chain = build_augmentation_chain(cfg())
+    chain = augmentation_chain(cfg())
     steps = list(chain.transforms)
     assert [s.p for s in steps] == [0.8, 0.01, 0.3, 0.8, 0.3, 0.6, 0.6]
     kinds = [type(s.transforms[0]) for s in steps]
     assert kinds == [PolarityInversion, Noise, Gain, HighLowPass, Delay, PitchShift, Reverb]
-    cropping = build_augmentation_chain(cfg(), crop=True)
+    cropping = augmentation_chain(cfg(), crop=True)
     assert isinstance(cropping.transforms[0], RandomResizedCrop)
     assert cropping(torch.randn(2, 1, 6000)).shape == (2, 1, 4096)
 
@@ -344,13 +344,13 @@ def test_chain_below_the_filters_sample_rate_is_a_config_error_unless_the_filter
 
     with pytest.raises(ConfigError, match=r"^--sample_rate 4000: the filters augmentation \(--transforms_filters 0.8\) "
                                           r"cuts off up to 4000 Hz and needs at least 8000 Hz"):
-        build_augmentation_chain(cfg(sample_rate=4000))
-    chain = build_augmentation_chain(cfg(sample_rate=4000, transforms_filters=0.0))
+        augmentation_chain(cfg(sample_rate=4000))
+    chain = augmentation_chain(cfg(sample_rate=4000, transforms_filters=0.0))
     assert chain(0.1 * torch.randn(2, 1, 4096)).shape == (2, 1, 4096)
 
 
 def test_chain_is_an_ordinary_module_with_nothing_in_its_state_dict():
-    chain = build_augmentation_chain(cfg())
+    chain = augmentation_chain(cfg())
     visited = []
     chain.apply(visited.append)  # nn.Module.apply walks every submodule
     assert len(visited) > 7
@@ -359,7 +359,7 @@ def test_chain_is_an_ordinary_module_with_nothing_in_its_state_dict():
 
 @pytest.mark.parametrize("shape", [(1, 4096), (3, 1, 4096), (2, 2, 4096)])
 def test_chain_keeps_shape_and_dtype(shape):
-    chain = build_augmentation_chain(cfg(**{k: 1.0 for k in vars(cfg()) if k.startswith("transforms_")}))
+    chain = augmentation_chain(cfg(**{k: 1.0 for k in vars(cfg()) if k.startswith("transforms_")}))
     for dtype in (torch.float32, torch.float64):
         x = (0.1 * torch.randn(shape)).to(dtype)
         y = chain(x)
@@ -368,7 +368,7 @@ def test_chain_keeps_shape_and_dtype(shape):
 
 
 def test_identical_examples_in_a_batch_come_out_different():
-    chain = build_augmentation_chain(cfg(transforms_gain=1.0, transforms_pitch=1.0))
+    chain = augmentation_chain(cfg(transforms_gain=1.0, transforms_pitch=1.0))
     x = sine(440, seconds=2048 / SR).repeat(8, 1, 1)
     y = chain(x)
     gains = chain.transforms[2].transforms[0].last_params["gain_db"]
@@ -388,7 +388,7 @@ def _applied_parameters(chain):
 
 
 def test_per_example_and_batched_chains_draw_from_the_same_distributions():
-    chain = build_augmentation_chain(cfg(audio_length=1024))
+    chain = augmentation_chain(cfg(audio_length=1024))
     n = 400
     x = 0.1 * torch.randn(n, 1, 1024)
     single = []
@@ -430,7 +430,7 @@ class _AugmentedCopies(Dataset):
 
 
 def test_dataloader_workers_draw_different_augmentations():
-    chain = build_augmentation_chain(cfg(audio_length=2048))
+    chain = augmentation_chain(cfg(audio_length=2048))
     loader = DataLoader(_AugmentedCopies(chain), batch_size=None, num_workers=2)
     by_worker = {0: [], 1: []}
     for view, worker in loader:
@@ -468,7 +468,17 @@ def test_functional_ops_reject_unbatched_input():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_chain_runs_on_cuda():
-    chain = build_augmentation_chain(cfg(**{k: 1.0 for k in vars(cfg()) if k.startswith("transforms_")}))
+    chain = augmentation_chain(cfg(**{k: 1.0 for k in vars(cfg()) if k.startswith("transforms_")}))
     x = 0.1 * torch.randn(4, 1, 4096, device="cuda")
     y = chain(x)
     assert y.device == x.device and y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_the_chain_itself_refuses_filters_above_nyquist_without_naming_a_flag():
+    from clmr.augmentations import build_augmentation_chain
+
+    probabilities = dict(polarity=0.0, noise=0.0, gain=0.0, delay=0.0, pitch=0.0, reverb=0.0)
+    with pytest.raises(ValueError, match="at least 8000 Hz, not 4000") as refused:
+        build_augmentation_chain(4000, 4096, filters=0.8, **probabilities)
+    assert "--" not in str(refused.value)
+    assert build_augmentation_chain(4000, 4096, filters=0.0, **probabilities)(torch.zeros(1, 4096)).shape == (1, 4096)
