@@ -35,8 +35,11 @@ def get_dataset(name: str, dataset_dir: str | os.PathLike, subset: str, **option
 
 
 def dataset_from_config(cfg, subset: str) -> AudioDataset:
-    """`get_dataset` with the options the config holds (dataset, dataset_dir, sample_rate, ...)."""
-    return dataset_class(cfg.dataset).from_config(cfg, subset)
+    """`get_dataset` with the options the config holds: dataset, dataset_dir, sample_rate, audio_length, and the
+    dataset's own (its `CONFIG_KEYS`). The one place a dataset's arguments are read from the config."""
+    cls = dataset_class(cfg.dataset)
+    options = {argument: getattr(cfg, key) for argument, key in cls.CONFIG_KEYS.items()}
+    return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length, **options)
 
 
 __all__ = ["AudioDataset", "CropDataset", "DatasetError", "REGISTRY", "SUBSETS",

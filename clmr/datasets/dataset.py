@@ -31,6 +31,7 @@ class AudioDataset(Dataset):
 
     name = "dataset"
     multilabel = True
+    CONFIG_KEYS: dict[str, str] = {}  # constructor argument -> the config key it is read from (dataset_from_config)
     TAG_NAMES: tuple[str, ...] = ()  # tag names fixed in code (the same for every copy of the dataset), if any
 
     def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE,
@@ -46,11 +47,6 @@ class AudioDataset(Dataset):
         self.tag_names: list[str] = []
         self.layout = ""  # one line saying which on-disk layout was read, for datasets that have two
         self._infos: list[AudioInfo] | None = None
-
-    @classmethod
-    def from_config(cls, cfg, subset: str) -> AudioDataset:
-        """Build from the config; subclasses with options of their own (config keys) extend this."""
-        return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length)
 
     # -- what a track is -------------------------------------------------------------------
     def __len__(self) -> int:

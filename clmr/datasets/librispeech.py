@@ -59,6 +59,7 @@ class LibriSpeech(AudioDataset):
 
     name = "librispeech"
     multilabel = False
+    CONFIG_KEYS = {"url": "librispeech_url"}
 
     def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
                  url: str = DEFAULT_URL):
@@ -90,11 +91,6 @@ class LibriSpeech(AudioDataset):
         present = existing(f"librispeech/{subset}", files, hint)
         self.files = [files[i] for i in present]
         self.targets = np.asarray(labels, dtype=np.int64)[present]
-
-    @classmethod
-    def from_config(cls, cfg, subset: str) -> LibriSpeech:
-        return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length,
-                   url=cfg.librispeech_url)
 
     @classmethod
     def prepare(cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False,

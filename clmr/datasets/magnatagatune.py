@@ -125,6 +125,7 @@ class MagnaTagATune(AudioDataset):
 
     name = "magnatagatune"
     multilabel = True
+    CONFIG_KEYS = {"split": "mtat_split"}
 
     def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
                  split: str = "pons2017"):
@@ -165,11 +166,6 @@ class MagnaTagATune(AudioDataset):
             self.layout = layout_line(self.name, ORIGINAL, self.base, f"{self._required()[1][0]}, 0/..f/ .wav")
         else:
             self.layout = layout_line(self.name, OURS, self.base, "metadata/, wav/")
-
-    @classmethod
-    def from_config(cls, cfg, subset: str) -> MagnaTagATune:
-        return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length,
-                   split=cfg.mtat_split)
 
     # -- the two layouts ----------------------------------------------------------------------
     def _required(self) -> tuple[list[str], list[str]]:

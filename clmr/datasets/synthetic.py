@@ -151,6 +151,7 @@ class SyntheticDataset(AudioDataset):
     name = "synthetic"
     multilabel = True
     TAG_NAMES = tuple(TAGS)
+    CONFIG_KEYS = {"n_tracks": "synthetic_tracks", "duration": "synthetic_duration", "seed": "seed"}
 
     def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
                  n_tracks: int = 240, duration: float = 8.0, seed: int = 42):
@@ -167,8 +168,3 @@ class SyntheticDataset(AudioDataset):
         rows = [row for row in rows if row["subset"] == subset]
         self.files = [self.folder / row["file"] for row in rows]
         self.targets = np.array([[float(row[tag]) for tag in self.tag_names] for row in rows], np.float32)
-
-    @classmethod
-    def from_config(cls, cfg, subset: str) -> SyntheticDataset:
-        return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length,
-                   n_tracks=cfg.synthetic_tracks, duration=cfg.synthetic_duration, seed=cfg.seed)
