@@ -518,3 +518,11 @@ def in_old_layout(path: Path, stage: str = "pretrain") -> Path:
     obj["hyper_parameters"] = old_hyper_parameters(stage)
     torch.save(obj, path)
     return path
+
+
+def config(**options):
+    """The config of `--key value` for each option given (the YAML defaults for the rest)."""
+    from clmr.config import load_config
+
+    argv = [item for key, value in options.items() for item in (f"--{key}", str(value))]
+    return load_config(argv)

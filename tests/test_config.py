@@ -6,7 +6,6 @@ import pytest
 
 from clmr.config import DEFAULT_CONFIG, ConfigError, load_config, read_yaml
 from clmr.options import RULES
-from clmr.trainer import hardware, parse_devices
 
 ORIGINAL_DEFAULTS = {
     "workers": 0, "dataset_dir": "./data", "seed": 42, "batch_size": 48, "supervised": 0, "projection_dim": 64,
@@ -76,16 +75,6 @@ def test_missing_config_file_is_an_error(tmp_path):
         load_config(["--config", str(tmp_path / "nope.yaml")])
 
 
-def test_original_gpus_flag_maps_to_accelerator_and_devices(visible_gpus):
-    visible_gpus(2)
-    assert hardware(load_config(["--gpus", "2"]))["accelerator"] == "gpu"
-    assert hardware(load_config(["--gpus", "2"]))["devices"] == 2
-    assert hardware(load_config(["--gpus", "0"]))["accelerator"] == "cpu"
-    assert hardware(load_config([]))["devices"] == "auto"
-    assert parse_devices("0,1") == [0, 1]
-
-
-# -- every value checked by its key's rule -----------------------------------------------------------------
 def refusal(*argv: str, **kwargs) -> str:
     with pytest.raises(ConfigError) as refused:
         load_config(list(argv), **kwargs)

@@ -10,12 +10,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from clmr.config import load_config
 from clmr.datasets.dataset import AudioDataset
 from clmr.datasets.views import CropDataset
-from clmr.hardware import num_workers, pin_memory
 from clmr.stages import training_loader
-from clmr.trainer import resolve_precision
+from conftest import config
 
 SR = 22050
 FRAMES = 20000  # below 2**15, so that a sample's 16-bit value is its position in the track
@@ -41,9 +39,6 @@ def offsets(views: torch.Tensor) -> list[int]:
     return [int(v) for v in torch.round(first * 32768)]
 
 
-def config(**options) -> object:
-    argv = [item for key, value in options.items() for item in (f"--{key}", str(value))]
-    return load_config(argv)
 
 
 @pytest.fixture
@@ -117,77 +112,12 @@ def test_training_batches_stay_finite_when_a_track_holds_nan_with_worker_process
     assert sorted(round(float(v.mean()), 1) for v in views) == [0.1, 0.2, 0.4, 0.4, 0.5]  # t3 stood in for t2
 
 
-def test_batches_are_pinned_only_for_training_on_a_gpu(monkeypatch, visible_gpus):
-    visible_gpus(1)
-    asked_for_a_gpu = config(gpus=1)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert not pin_memory(config())
-    assert not pin_memory(asked_for_a_gpu)  # asked for a GPU, but there is none: nothing to pin for
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert pin_memory(config())  # accelerator auto picks the GPU
-    assert pin_memory(config(gpus=1))
-    assert pin_memory(config(accelerator="gpu"))
-    assert not pin_memory(config(accelerator="cpu"))
-    assert not pin_memory(config(gpus=0))
-
-
-def test_auto_workers_are_none_on_the_cpu_and_the_free_cores_per_gpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert num_workers(config(workers=3)) == 3
-    assert num_workers(config(workers=-1)) == 0
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert num_workers(config(workers=-1)) == 7  # 16 cores over 2 GPUs, one left for each main process
-    assert num_workers(config(workers=-1, devices=1)) == 8  # at most 8
-    assert num_workers(config(workers=-1, accelerator="cpu")) == 0
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert num_workers(config(workers=-1, devices=1)) == 1
-
-
-# -- the training step's precision (config/config.yaml: precision auto) -----------------------
-@pytest.mark.parametrize("capabilities, expected", [({"avx512_bf16": True}, "bf16-mixed"),
-                                                    ({"amx_bf16": True}, "bf16-mixed"),
-                                                    ({"avx2": True}, "32-true")])
-def test_auto_precision_is_bf16_on_cpus_that_compute_it_natively(monkeypatch, capabilities, expected):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
-    assert resolve_precision(config(precision="auto"), "pretrain") == expected
-    assert resolve_precision(config(precision="auto"), "supervised") == expected
-    assert resolve_precision(config(precision="auto"), "linear") == "32-true"  # the probe's head is tiny
-    assert resolve_precision(config(precision="32-true"), "pretrain") == "32-true"  # fp32 stays an option
-
-
-def test_auto_precision_on_gpus_follows_native_bf16_support(monkeypatch, visible_gpus):
-    visible_gpus(1)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    assert resolve_precision(config(precision="auto", gpus=1)) == "32-true"  # emulated only: slower than fp32
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert resolve_precision(config(precision="auto", gpus=1)) == "bf16-mixed"
-    assert resolve_precision(config(precision="16-mixed", gpus=1)) == "16-mixed"
-
-
-def test_compile_compiles_the_encoder_in_place_and_keeps_the_checkpoint_keys():
-    from clmr.models import SampleCNN
-    from clmr.stages import contrastive_module
-
-    eager = contrastive_module(config(compile=0), SampleCNN())
-    compiled = contrastive_module(config(compile=1), SampleCNN())
-    assert compiled.model.encoder._compiled_call_impl is not None  # compiled on its first call
-    assert eager.model.encoder._compiled_call_impl is None
-    assert list(compiled.state_dict()) == list(eager.state_dict())
-    assert any(key.startswith("model.encoder.sequential.") for key in compiled.state_dict())
-
-
 class Indices(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 12
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return torch.tensor([float(i)])
-
-
 
 
 @pytest.mark.parametrize("stop,limit", [("sigterm at step 8", None), ("sigterm at step 4", 4),
