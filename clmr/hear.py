@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from clmr import evaluation
 from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
-from clmr.checkpoints import RANDOM, CheckpointError, file_sha256, head_labels, head_outputs, load_encoder, load_head
+from clmr.checkpoints import RANDOM, file_sha256, head_labels, head_outputs, load_encoder, load_head
 from clmr.chunking import chunk_audio, chunk_centres_ms
 from clmr.models import N_FEATURES
 
@@ -74,7 +74,7 @@ class ClmrModel(nn.Module):
     def tag_probabilities(self, representations: Tensor) -> np.ndarray:
         """(n, 512) -> (n, n_tags): sigmoid of the head for multi-label heads, softmax for single-label ones."""
         if self.head is None:
-            raise CheckpointError("no probe head loaded: pass --finetuner_checkpoint_path")
+            raise ValueError("no probe head loaded: load_model(..., finetuner_checkpoint_path=HEAD) predicts tags")
         logits = self.head(representations.to(self.device)).float().cpu().numpy()
         return evaluation.probabilities(logits, self.multilabel)
 
