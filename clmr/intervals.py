@@ -19,6 +19,7 @@ import numpy as np
 
 CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 1000  # config key bootstrap_resamples
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "accuracy": "accuracy"}
 
 
 def bootstrap_indices(n_tracks: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -168,13 +169,13 @@ def paired_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.nda
     return out
 
 
-def verdict(name: str, entry: dict, confidence: float = CONFIDENCE) -> str:
-    """One sentence: whether the interval of a paired difference excludes zero."""
+def verdict(name: str, entry: dict, confidence: float = CONFIDENCE, a: str = "the pre-trained encoder",
+            b: str = "the random encoder") -> str:
+    """One sentence: the difference, its interval, and whether the interval excludes zero."""
     lo, hi = entry["ci"]
     span = f"{100 * entry['difference']:+.1f} points, {confidence:.0%} interval [{100 * lo:+.1f}, {100 * hi:+.1f}]"
     if lo > 0:
-        return f"{name}: {span}: the interval lies above zero, the pre-trained encoder is better on this test set."
+        return f"{name} {span}: the interval excludes zero; {a} is better on these tracks."
     if hi < 0:
-        return f"{name}: {span}: the interval lies below zero, the random encoder is better on this test set."
-    return (f"{name}: {span}: the interval includes zero, so this test set cannot tell the two encoders apart "
-            f"(the difference may be chance).")
+        return f"{name} {span}: the interval excludes zero; {b} is better on these tracks."
+    return f"{name} {span}: the interval includes zero; these test tracks cannot tell {a} from {b}."
