@@ -90,8 +90,9 @@ def linear_scores(train_features: torch.Tensor, train_targets: np.ndarray, query
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(train_features.double().numpy())
-    x_train, x_query = scaler.transform(train_features.double().numpy()), scaler.transform(query_features.double().numpy())
+    train_x, query_x = train_features.double().numpy(), query_features.double().numpy()
+    scaler = StandardScaler().fit(train_x)
+    x_train, x_query = scaler.transform(train_x), scaler.transform(query_x)
     targets = _multi_hot(train_targets, n_classes, multilabel)
     scores = np.zeros((len(x_query), n_classes))
     with warnings.catch_warnings():
@@ -260,8 +261,8 @@ def cost_line(eval_seconds: list[float], epoch_seconds: list[float]) -> str:
     """The cost of an online evaluation (the median, not counting the random-init point) in seconds and as a
     share of the median training epoch (training and validation steps)."""
     each, epoch = float(np.median(eval_seconds)), float(np.median(epoch_seconds))
-    return (f"online evaluation: {each:.1f} s per evaluation ({len(eval_seconds)} run), {100 * each / epoch:.1f} % of "
-            f"a pre-training epoch ({epoch:.1f} s, median of {len(epoch_seconds)})")
+    return (f"online evaluation: {each:.1f} s per evaluation (median of {len(eval_seconds)}), "
+            f"{100 * each / epoch:.1f} % of a pre-training epoch ({epoch:.1f} s, median of {len(epoch_seconds)})")
 
 
 # -- from the config ----------------------------------------------------------------------------------

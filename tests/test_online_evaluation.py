@@ -84,8 +84,8 @@ def test_random_state_capture_is_a_snapshot():
 
 
 def test_the_cost_line_names_seconds_and_the_share_of_an_epoch():
-    assert cost_line([1.0, 3.0, 2.0], [40.0, 100.0]) == ("online evaluation: 2.0 s per evaluation (3 run), 2.9 % of a "
-                                                         "pre-training epoch (70.0 s, median of 2)")
+    assert cost_line([1.0, 3.0, 2.0], [40.0, 100.0]) == (
+        "online evaluation: 2.0 s per evaluation (median of 3), 2.9 % of a pre-training epoch (70.0 s, median of 2)")
 
 
 # -- in a tiny pre-training run -----------------------------------------------------------------------
