@@ -181,6 +181,29 @@ class OnlineSplit:
         return targets_of(self.dataset, self.tracks)
 
 
+def evaluate_encoder(encoder: nn.Module, train: OnlineSplit, valid: OnlineSplit, method: str = "knn", k: int = 10,
+                     batch_size: int = 64, device: str | torch.device = "cpu",
+                     calibrate: bool = False) -> dict[str, float]:
+    """The online metrics of `encoder`: its valid crops classified from its training crops (kNN or linear).
+
+    `calibrate`: first give a copy of the encoder BatchNorm statistics of the training crops (a random
+    encoder). The encoder is left in eval mode; wrap the call in `undisturbed` to leave training as it was."""
+    if calibrate:
+        encoder = calibrate_batchnorm(copy.deepcopy(encoder), train.dataset, train.tracks, train.starts, batch_size,
+                                      device)
+    with torch.no_grad():
+        feats = [embed_crops(encoder, s.dataset, s.tracks, s.starts, batch_size, device) for s in (train, valid)]
+    dataset = valid.dataset
+    n_classes, multilabel = len(dataset.tag_names), dataset.multilabel
+    if method == "knn":
+        scores = knn_scores(feats[0], train.targets, feats[1], k, n_classes, multilabel)
+    elif method == "linear":
+        scores = linear_scores(feats[0], train.targets, feats[1], n_classes, multilabel)
+    else:
+        raise ValueError(f"online evaluation method {method!r}: expected knn or linear")
+    return online_metrics(valid.targets, scores, list(dataset.tag_names), multilabel)
+
+
 class OnlineEvaluation(Callback):
     """Logs `Online/<metric>` every `every_n_epochs` epochs and before the first step; see the module docstring.
 
@@ -190,7 +213,7 @@ class OnlineEvaluation(Callback):
     """
 
     def __init__(self, train: OnlineSplit, valid: OnlineSplit, method: str = "knn", every_n_epochs: int = 1,
-                 k: int = 20, batch_size: int = 64,
+                 k: int = 10, batch_size: int = 64,
                  encoder_of: Callable[[LightningModule], nn.Module] = lambda m: m.model.encoder):
         if method not in METHODS[:-1]:
             raise ValueError(f"online evaluation method {method!r}: expected knn or linear")
@@ -209,29 +232,15 @@ class OnlineEvaluation(Callback):
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
         """Embed, classify, score and log now; returns the metrics."""
         began = time.perf_counter()
-        encoder = self.encoder_of(pl_module)
         with undisturbed(pl_module), trainer.precision_plugin.forward_context():
-            if trainer.global_step == 0:
-                encoder = calibrate_batchnorm(copy.deepcopy(encoder), self.train.dataset, self.train.tracks,
-                                              self.train.starts, self.batch_size, pl_module.device)
-            feats = {name: embed_crops(encoder, s.dataset, s.tracks, s.starts, self.batch_size, pl_module.device)
-                     for name, s in (("train", self.train), ("valid", self.valid))}
-        metrics = self.score(feats["train"], feats["valid"])
+            metrics = evaluate_encoder(self.encoder_of(pl_module), self.train, self.valid, self.method, self.k,
+                                       self.batch_size, pl_module.device, calibrate=trainer.global_step == 0)
         self.history.append((trainer.global_step, metrics))
         if trainer.logger is not None and metrics:
             trainer.logger.log_metrics({f"Online/{METRIC_NAMES[k]}": v for k, v in metrics.items()},
                                        step=trainer.global_step)
         self.seconds.append(time.perf_counter() - began)
         return metrics
-
-    def score(self, train_features: torch.Tensor, valid_features: torch.Tensor) -> dict[str, float]:
-        dataset = self.valid.dataset
-        n_classes, multilabel = len(dataset.tag_names), dataset.multilabel
-        if self.method == "knn":
-            scores = knn_scores(train_features, self.train.targets, valid_features, self.k, n_classes, multilabel)
-        else:
-            scores = linear_scores(train_features, self.train.targets, valid_features, n_classes, multilabel)
-        return online_metrics(self.valid.targets, scores, list(dataset.tag_names), multilabel)
 
     # -- when --------------------------------------------------------------------------------------
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

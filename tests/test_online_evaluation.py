@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import main
-from clmr.online_evaluation import (RandomState, cost_line, knn_scores, linear_scores, online_metrics, undisturbed)
+from clmr.online_evaluation import RandomState, cost_line, knn_scores, linear_scores, online_metrics, undisturbed
 from conftest import assert_refused
 
 
@@ -150,3 +150,24 @@ def test_an_unlabelled_online_eval_dataset_is_refused(run_script, tiny_main, tmp
 
 def test_an_unknown_online_eval_method_is_refused(run_script, tiny_main):
     assert_refused(run_script("main", *tiny_main("--online_eval", "svm")), "--online_eval", "knn")
+
+
+@pytest.mark.parametrize("method", ["knn", "linear"])
+def test_evaluate_encoder_scores_a_random_encoder_on_the_valid_tracks_and_leaves_it_as_it_was(tiny_main, method):
+    from clmr.config import load_config
+    from clmr.datasets import dataset_from_config
+    from clmr.models import SampleCNN
+    from clmr.online_evaluation import OnlineSplit, evaluate_encoder
+
+    cfg = load_config(tiny_main(), prog="main.py")
+    train, valid = dataset_from_config(cfg, "train"), dataset_from_config(cfg, "valid")
+    torch.manual_seed(0)
+    encoder = SampleCNN(out_dim=11).train()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    with undisturbed(encoder):
+        metrics = evaluate_encoder(encoder, OnlineSplit.of(train, 6, cfg.seed), OnlineSplit.of(valid, len(valid), 0),
+                                   method, k=3, batch_size=4, calibrate=True)
+    assert set(metrics) <= {"roc_auc", "pr_auc"} and all(0 <= v <= 1 for v in metrics.values())
+    assert encoder.training and all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+    with pytest.raises(ValueError, match="expected knn or linear"):
+        evaluate_encoder(encoder, OnlineSplit.of(train, 2, 0), OnlineSplit.of(valid, 2, 0), "svm")
