@@ -10,6 +10,7 @@ accelerators, strategies and precisions) are looked up there when a value needs 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from clmr.rules import (BatchLimit, Choice, Devices, Exactly, Integer, Number, Option, Refused, Rule, Switch, Text,
@@ -78,6 +79,19 @@ def lightning_precisions() -> tuple[str, ...]:
 
 PROBABILITY = Number(0, 1, what="a probability")
 
+
+@dataclass(frozen=True)
+class OptionalChoice(Choice):
+    """One of the choices, or "" for a default that another key decides (said in `empty`)."""
+
+    empty: str = ""
+
+    def parse(self, text: str) -> str:
+        return "" if not text.strip() else super().parse(text)
+
+    def expected(self) -> str:
+        return f'{super().expected()}, or "" ({self.empty})'
+
 RULES: dict[str, Rule] = {
     "workers": Integer(-1, note="-1: chosen per GPU, none on the CPU"),
     "dataset_dir": Text(),
@@ -106,7 +120,7 @@ RULES: dict[str, Rule] = {
     "finetuner_protocol": Choice(FINETUNER_PROTOCOLS),
     "bootstrap_resamples": Integer(1, note="resamples of the test tracks for each 95% interval"),
     "online_eval": Choice(ONLINE_EVAL),
-    "online_eval_dataset": Choice(dataset_names, extra=("",), unknown="dataset"),
+    "online_eval_dataset": OptionalChoice(dataset_names, unknown="dataset", empty="the pre-training --dataset"),
     "online_eval_dataset_dir": Text(),
     "online_eval_every_n_epochs": Integer(1),
     "online_eval_train_tracks": Integer(1, note="the fixed subset of training tracks the valid tracks are "
