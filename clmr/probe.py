@@ -48,9 +48,9 @@ from clmr.modules.linear_evaluation import LinearEvaluation
 from clmr.plots import per_tag_figure, save_figure
 from clmr.representations import (Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint,
                                    representations)
+from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, hardware, run_name
 from clmr.uncertainty import (TEST_SCORES, bootstrap_info, bootstrap_note, comparison_lines, interval_text, metric_cis,
                               save_track_scores)
-from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, hardware, run_name
 
 log = logging.getLogger(__name__)
 
@@ -345,8 +345,6 @@ def _clean(text: str) -> str:
 
 
 # -- what a user reads --------------------------------------------------------------------------
-
-
 def format_results(results: dict) -> str:
     """The metrics as a small table, the tags left out, and where each output is."""
     splits, head = results["dataset"]["splits"], results["head"]
