@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import random
 import time
 import warnings
@@ -32,6 +33,8 @@ from clmr.datasets.dataset import AudioDataset
 from clmr.evaluation import one_hot, track_metrics
 from clmr.intervals import METRIC_NAMES
 from clmr.representations import calibrate_batchnorm, crop_plan, encode
+
+log = logging.getLogger(__name__)
 
 METHODS = ("knn", "linear", "none")
 KNN_TEMPERATURE = 0.07      # solo-learn's WeightedKNNClassifier: votes weighted by exp(cosine similarity / T)
@@ -193,6 +196,9 @@ def evaluate_encoder(encoder: nn.Module, train: OnlineSplit, valid: OnlineSplit,
                                       device)
     with torch.no_grad():
         feats = [embed_crops(encoder, s.dataset, s.tracks, s.starts, batch_size, device) for s in (train, valid)]
+    if not all(torch.isfinite(f).all() for f in feats):  # NaN weights: the training guards stop the run, not us
+        log.warning("online evaluation skipped: the encoder's features are NaN or infinite")
+        return {}
     dataset = valid.dataset
     n_classes, multilabel = len(dataset.tag_names), dataset.multilabel
     if method == "knn":

@@ -171,3 +171,17 @@ def test_evaluate_encoder_scores_a_random_encoder_on_the_valid_tracks_and_leaves
     assert encoder.training and all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
     with pytest.raises(ValueError, match="expected knn or linear"):
         evaluate_encoder(encoder, OnlineSplit.of(train, 2, 0), OnlineSplit.of(valid, 2, 0), "svm")
+
+
+def test_an_encoder_with_nan_weights_gives_no_metric_rather_than_an_error(tiny_main):
+    from clmr.config import load_config
+    from clmr.datasets import dataset_from_config
+    from clmr.models import SampleCNN
+    from clmr.online_evaluation import OnlineSplit, evaluate_encoder
+
+    cfg = load_config(tiny_main(), prog="main.py")
+    train, valid = dataset_from_config(cfg, "train"), dataset_from_config(cfg, "valid")
+    encoder = SampleCNN(out_dim=11).eval()
+    with torch.no_grad():
+        next(encoder.parameters()).view(-1)[0] = float("nan")
+    assert evaluate_encoder(encoder, OnlineSplit.of(train, 4, 0), OnlineSplit.of(valid, 2, 0), batch_size=4) == {}
