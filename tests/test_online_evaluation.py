@@ -185,3 +185,28 @@ def test_an_encoder_with_nan_weights_gives_no_metric_rather_than_an_error(tiny_m
     with torch.no_grad():
         next(encoder.parameters()).view(-1)[0] = float("nan")
     assert evaluate_encoder(encoder, OnlineSplit.of(train, 4, 0), OnlineSplit.of(valid, 2, 0), batch_size=4) == {}
+
+
+def test_an_unlabelled_dataset_is_watched_only_through_a_named_labelled_one(tmp_path, tiny_main, tiny_data, capsys):
+    import soundfile as sf
+
+    from clmr.config import load_config
+    from clmr.datasets import dataset_from_config
+    from clmr.online_evaluation import OnlineEvaluation, online_evaluation_from_config
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for i in range(30):
+        sf.write(music / f"{i}.wav", np.zeros(70000, dtype=np.float32), 22050)
+    flags = [*tiny_main(), "--dataset", "audio", "--dataset_dir", str(music)]
+    cfg = load_config(flags, prog="main.py")
+    train, valid = dataset_from_config(cfg, "train"), dataset_from_config(cfg, "valid")
+    assert online_evaluation_from_config(cfg, train, valid) is None
+    assert "online evaluation off: --dataset audio has no labels" in capsys.readouterr().out
+    watched = load_config([*flags, "--online_eval_dataset", "synthetic", "--online_eval_dataset_dir", str(tiny_data)],
+                          prog="main.py")
+    callback = online_evaluation_from_config(watched, train, valid)
+    assert isinstance(callback, OnlineEvaluation) and callback.valid.dataset.name == "synthetic"
+    assert "synthetic/valid" in callback.describe()
+    none = load_config([*tiny_main(), "--online_eval", "none"], prog="main.py")
+    assert online_evaluation_from_config(none, None, None) is None
