@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+from argparse import Namespace
 import random
 import time
 import warnings
@@ -281,11 +282,9 @@ def cost_line(eval_seconds: list[float], epoch_seconds: list[float]) -> str:
 
 
 # -- from the config ----------------------------------------------------------------------------------
-def online_evaluation_from_config(cfg, train: AudioDataset, valid: AudioDataset) -> OnlineEvaluation | None:
+def online_evaluation_from_config(cfg: Namespace, train: AudioDataset, valid: AudioDataset) -> OnlineEvaluation | None:
     """The callback for main.py's pre-training: on --dataset's own train/valid splits when they are labelled,
     else on --online_eval_dataset's (from --online_eval_dataset_dir, default --dataset_dir); None when off."""
-    from argparse import Namespace
-
     from clmr.config import ConfigError
     from clmr.datasets import dataset_from_config
 
