@@ -18,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from argparse import Namespace
 import random
 import time
 import warnings
+from argparse import Namespace
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
