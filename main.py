@@ -16,6 +16,7 @@ from clmr.datasets import dataset_from_config, layout_lines
 from clmr.datasets.loading import crop_loader
 from clmr.models import SampleCNN
 from clmr.modules import ContrastiveLearning, SupervisedLearning
+from clmr.online_evaluation import online_evaluation_from_config
 from clmr.runs import describe_checkpoints, open_run, resume_path
 from clmr.stopping import no_silent_sigterm
 from clmr.trainer import build_trainer, checkpoint_callbacks, early_stopping, tensorboard_hint
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
             module = ContrastiveLearning(cfg, SampleCNN(out_dim=max(train.n_classes, 1)),
                                          augment=chain if cfg.augment_on == "device" else None)
             callbacks = checkpoint_callbacks(cfg, stage)
+            online = online_evaluation_from_config(cfg, train, valid)
+            callbacks += [online] if online else []
         ckpt_path = resume_path(cfg, stage)
         if ckpt_path:  # checked here, read weights-only again by the Trainer's checkpoint IO
             training_checkpoint(ckpt_path, module.state_dict(), stage, cfg.optimizer,

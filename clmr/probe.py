@@ -42,12 +42,15 @@ from clmr.datasets import dataset_from_config, layout_lines
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.evaluation import label_fraction_tracks, probabilities, track_level_scores, track_metrics
 from clmr.filenames import shown
+from clmr.intervals import METRIC_NAMES
 from clmr.models import N_FEATURES, SampleCNN
 from clmr.modules.linear_evaluation import LinearEvaluation
 from clmr.plots import per_tag_figure, save_figure
 from clmr.representations import (Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint,
                                    representations)
 from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, hardware, run_name
+from clmr.uncertainty import (TEST_SCORES, bootstrap_info, bootstrap_note, comparison_lines, interval_text, metric_cis,
+                              save_track_scores)
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +276,8 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
         "stage": "linear_evaluation",
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "metrics": {k: metrics[k] for k in ("accuracy", "roc_auc", "pr_auc") if k in metrics},
+        "metrics_ci": metric_cis(labels, scores, multilabel, cfg.bootstrap_resamples, cfg.seed),
+        "bootstrap": bootstrap_info(cfg.bootstrap_resamples, cfg.seed),
         "tags_scored": metrics["tags_scored"],
         "per_tag": metrics["per_tag"],
         "skipped_tags": metrics["skipped_tags"],
@@ -294,11 +299,13 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
                                 "file": str(r.cache_path) if r.cache_path else None}
                             for s, r in (("train", train), ("valid", valid), ("test", test))},
         "outputs": {"run_dir": str(run_dir), "results": str(run_dir / "results.json"),
-                    "per_tag_png": str(run_dir / "per_tag.png"), "tensorboard": logger.log_dir},
+                    "per_tag_png": str(run_dir / "per_tag.png"), "test_scores": str(run_dir / TEST_SCORES),
+                    "tensorboard": logger.log_dir},
         "seconds": 0.0,
         "config": vars(cfg),
     }
     write_outputs(results, logger, test, test_set, scores)
+    save_track_scores(run_dir / TEST_SCORES, labels, scores)
     results["seconds"] = round(time.perf_counter() - began, 1)
     write_json(run_dir / "results.json", results)
     return results
@@ -340,9 +347,6 @@ def _clean(text: str) -> str:
 
 
 # -- what a user reads --------------------------------------------------------------------------
-METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "accuracy": "accuracy"}
-
-
 def format_results(results: dict) -> str:
     """The metrics as a small table, the tags left out, and where each output is."""
     splits, head = results["dataset"]["splits"], results["head"]
@@ -356,11 +360,14 @@ def format_results(results: dict) -> str:
         f"  test: {results['dataset']['name']}/test, {splits['test']['tracks']} tracks in {splits['test']['chunks']} "
         f"chunks ({splits['test']['padded_tracks']} shorter than one chunk, zero-padded)",
         "",
-        f"  {'metric':<10}{'score (%)':>10}",
+        f"  {'metric':<10}{'score (%)':>10}  95% interval",
     ]
+    cis = results.get("metrics_ci", {})
     for key, value in results["metrics"].items():
-        lines.append(f"  {METRIC_NAMES[key]:<10}{100 * value:>10.1f}")
+        lines.append(f"  {METRIC_NAMES[key]:<10}{100 * value:>10.1f}  {interval_text(cis[key]) if key in cis else ''}")
     lines.append(f"  (macro averages over {results['tags_scored']} of {len(results['dataset']['tags'])} tags)")
+    if cis:
+        lines.append(f"  {bootstrap_note(results)}")
     for skipped in results["skipped_tags"]:
         lines.append(f"  not scored: {skipped['tag']} ({skipped['reason']})")
     out = results["outputs"]
@@ -381,4 +388,5 @@ def format_comparison(pretrained: dict, baseline: dict) -> str:
         lines.append(f"  {name:<22}" + "".join(f"{100 * res['metrics'][k]:>10.1f}" for k in keys))
     lines.append(f"  {'difference':<22}" + "".join(
         f"{100 * (pretrained['metrics'][k] - baseline['metrics'][k]):>+10.1f}" for k in keys))
+    lines += comparison_lines(pretrained.get("comparison"), keys)
     return "\n".join(lines)
