@@ -12,12 +12,14 @@ from __future__ import annotations
 from argparse import Namespace
 
 from clmr import cli
+from clmr.atomic import write_json
 from clmr.checkpoints import RANDOM
 from clmr.config import ConfigError, load_config
 from clmr.probe import check_config, check_outputs, encoder_from_config, probe_encoder, run_probe
 from clmr.probe_outputs import format_comparison, format_results
 from clmr.rules import Option, Switch
 from clmr.trainer import run_name, tensorboard_hint
+from clmr.uncertainty import compare_probes
 
 EXTRA = {"compare_random": Option(0, Switch(), "1: also probe a randomly initialised encoder (run "
                                                 "<run_name>_random), side by side")}
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     print(format_results(results))
     if cfg.compare_random:
         baseline = run_probe(baseline_cfg, probe_encoder(RANDOM, cfg.seed))
+        results["comparison"] = compare_probes(results, baseline)  # the paired difference, in results.json too
+        write_json(results["outputs"]["results"], results)
         print("\n" + format_results(baseline) + "\n\n" + format_comparison(results, baseline))
     print(f"\nview: {tensorboard_hint(cfg)}")
 

@@ -13,7 +13,13 @@ from clmr.config import ConfigError, load_config
 from clmr.datasets import dataset_from_config, layout_lines
 from clmr.models import SampleCNN
 from clmr.runs import describe_checkpoints, open_run, resume_path, training_checkpoint
-from clmr.stages import augmentation_chain, contrastive_module, supervised_module, training_loader
+from clmr.stages import (
+    augmentation_chain,
+    contrastive_module,
+    online_evaluation_from_config,
+    supervised_module,
+    training_loader,
+)
 from clmr.stopping import no_silent_sigterm
 from clmr.trainer import build_trainer, checkpoint_callbacks, early_stopping, tensorboard_hint
 
@@ -42,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
             module = contrastive_module(cfg, SampleCNN(out_dim=max(train.n_classes, 1)),
                                         augment=chain if cfg.augment_on == "device" else None)
             callbacks = checkpoint_callbacks(cfg, stage)
+            online = online_evaluation_from_config(cfg, train, valid)
+            callbacks += [online] if online else []
         ckpt_path = resume_path(cfg, stage)
         if ckpt_path:  # checked here, read weights-only again by the Trainer's checkpoint IO
             training_checkpoint(ckpt_path, module.state_dict(), stage, cfg.optimizer,

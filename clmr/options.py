@@ -11,6 +11,7 @@ accelerators, strategies and precisions) are looked up there when a value needs 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from clmr.rules import (
@@ -35,6 +36,7 @@ MIN_TRAINING_BATCH = 2            # BatchNorm cannot train on a batch of one (Sa
 OPTIMIZERS = ("Adam", "LARS")
 AUGMENT_ON = ("device", "workers")
 FINETUNER_PROTOCOLS = ("clmr", "chunks")
+ONLINE_EVAL = ("knn", "linear", "none")
 
 
 # -- choices looked up where they are defined -----------------------------------------------------------
@@ -90,6 +92,19 @@ def lightning_precisions() -> tuple[str, ...]:
 
 PROBABILITY = Number(0, 1, what="a probability")
 
+
+@dataclass(frozen=True)
+class OptionalChoice(Choice):
+    """One of the choices, or "" for a default that another key decides (said in `empty`)."""
+
+    empty: str = ""
+
+    def parse(self, text: str) -> str:
+        return "" if not text.strip() else super().parse(text)
+
+    def expected(self) -> str:
+        return f'{super().expected()}, or "" ({self.empty})'
+
 RULES: dict[str, Rule] = {
     "workers": Integer(-1, note="-1: chosen per GPU, none on the CPU"),
     "dataset_dir": Text(),
@@ -116,6 +131,14 @@ RULES: dict[str, Rule] = {
     "finetuner_learning_rate": Number(0, low_open=True),
     "finetuner_label_fraction": Number(0, 1, low_open=True, what="a fraction"),
     "finetuner_protocol": Choice(FINETUNER_PROTOCOLS),
+    "bootstrap_resamples": Integer(1, note="resamples of the test tracks for each 95% interval"),
+    "online_eval": Choice(ONLINE_EVAL),
+    "online_eval_dataset": OptionalChoice(dataset_names, unknown="dataset", empty="the pre-training --dataset"),
+    "online_eval_dataset_dir": Text(),
+    "online_eval_every_n_epochs": Integer(1),
+    "online_eval_train_tracks": Integer(1, note="the fixed subset of training tracks the valid tracks are "
+                                                "classified from"),
+    "online_eval_k": Integer(1, note="neighbours of the kNN"),
     "audio_length": Exactly(sample_cnn_crop, note="SampleCNN encodes crops of exactly 3^10 samples"),
     "sample_rate": Integer(1),
     **{f"transforms_{name}": PROBABILITY for name in ("polarity", "noise", "gain", "filters", "delay", "pitch",

@@ -50,6 +50,7 @@ from clmr.probe_outputs import format_comparison, format_results, padded_tracks,
 from clmr.representations import Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint, representations
 from clmr.stages import linear_module
 from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, run_name
+from clmr.uncertainty import TEST_SCORES, bootstrap_info, metric_cis, save_track_scores
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +257,8 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
         "stage": "linear_evaluation",
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "metrics": {k: metrics[k] for k in ("accuracy", "roc_auc", "pr_auc") if k in metrics},
+        "metrics_ci": metric_cis(labels, scores, multilabel, cfg.bootstrap_resamples, cfg.seed),
+        "bootstrap": bootstrap_info(cfg.bootstrap_resamples, cfg.seed),
         "tags_scored": metrics["tags_scored"],
         "per_tag": metrics["per_tag"],
         "skipped_tags": metrics["skipped_tags"],
@@ -277,11 +280,13 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
                                 "file": str(r.cache_path) if r.cache_path else None}
                             for s, r in (("train", train), ("valid", valid), ("test", test))},
         "outputs": {"run_dir": str(run_dir), "results": str(run_dir / "results.json"),
-                    "per_tag_png": str(run_dir / "per_tag.png"), "tensorboard": logger.log_dir},
+                    "per_tag_png": str(run_dir / "per_tag.png"), "test_scores": str(run_dir / TEST_SCORES),
+                    "tensorboard": logger.log_dir},
         "seconds": 0.0,
         "config": vars(cfg),
     }
     write_outputs(results, logger, test, test_set, scores)
+    save_track_scores(run_dir / TEST_SCORES, labels, scores)
     results["seconds"] = round(time.perf_counter() - began, 1)
     write_json(run_dir / "results.json", results)
     return results

@@ -10,8 +10,10 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from clmr.datasets.dataset import AudioDataset
 from clmr.filenames import shown
+from clmr.intervals import METRIC_NAMES
 from clmr.plots import per_tag_figure, save_figure
 from clmr.representations import Representations
+from clmr.uncertainty import bootstrap_note, comparison_lines, interval_text
 
 
 def padded_tracks(dataset: AudioDataset) -> int:
@@ -50,9 +52,6 @@ def _clean(text: str) -> str:
 
 
 # -- what a user reads --------------------------------------------------------------------------
-METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "accuracy": "accuracy"}
-
-
 def format_results(results: dict) -> str:
     """The metrics as a small table, the tags left out, and where each output is."""
     splits, head = results["dataset"]["splits"], results["head"]
@@ -66,11 +65,14 @@ def format_results(results: dict) -> str:
         f"  test: {results['dataset']['name']}/test, {splits['test']['tracks']} tracks in {splits['test']['chunks']} "
         f"chunks ({splits['test']['padded_tracks']} shorter than one chunk, zero-padded)",
         "",
-        f"  {'metric':<10}{'score (%)':>10}",
+        f"  {'metric':<10}{'score (%)':>10}  95% interval",
     ]
+    cis = results.get("metrics_ci", {})
     for key, value in results["metrics"].items():
-        lines.append(f"  {METRIC_NAMES[key]:<10}{100 * value:>10.1f}")
+        lines.append(f"  {METRIC_NAMES[key]:<10}{100 * value:>10.1f}  {interval_text(cis[key]) if key in cis else ''}")
     lines.append(f"  (macro averages over {results['tags_scored']} of {len(results['dataset']['tags'])} tags)")
+    if cis:
+        lines.append(f"  {bootstrap_note(results)}")
     for skipped in results["skipped_tags"]:
         lines.append(f"  not scored: {skipped['tag']} ({skipped['reason']})")
     out = results["outputs"]
@@ -91,4 +93,5 @@ def format_comparison(pretrained: dict, baseline: dict) -> str:
         lines.append(f"  {name:<22}" + "".join(f"{100 * res['metrics'][k]:>10.1f}" for k in keys))
     lines.append(f"  {'difference':<22}" + "".join(
         f"{100 * (pretrained['metrics'][k] - baseline['metrics'][k]):>+10.1f}" for k in keys))
+    lines += comparison_lines(pretrained.get("comparison"), keys)
     return "\n".join(lines)

@@ -14,12 +14,14 @@ from torch.utils.data import DataLoader
 
 from clmr.augmentations import FILTERS_MIN_RATE, LOWPASS_HZ, STEPS, build_augmentation_chain
 from clmr.config import ConfigError
+from clmr.datasets import dataset_from_config
 from clmr.datasets.dataset import AudioDataset
 from clmr.datasets.loading import crop_loader
 from clmr.hardware import num_workers, pin_memory
 from clmr.models import N_FEATURES
 from clmr.modules import ContrastiveLearning, SupervisedLearning
 from clmr.modules.linear_evaluation import LinearEvaluation
+from clmr.online_evaluation import OnlineEvaluation, OnlineSplit
 
 
 def _optimizer(cfg: Namespace) -> dict:
@@ -68,3 +70,24 @@ def augmentation_chain(cfg: Namespace, crop: bool = False) -> nn.Module:
                           f"{FILTERS_MIN_RATE} Hz; pass --transforms_filters 0 to pre-train at {sr} Hz")
     probabilities = {step: getattr(cfg, f"transforms_{step}") for step in STEPS}
     return build_augmentation_chain(sr, cfg.audio_length, crop=crop, **probabilities)
+
+
+def online_evaluation_from_config(cfg: Namespace, train: AudioDataset, valid: AudioDataset) -> OnlineEvaluation | None:
+    """The callback for main.py's pre-training: on --dataset's own train/valid splits when they are labelled,
+    else on --online_eval_dataset's (from --online_eval_dataset_dir, default --dataset_dir); None when off."""
+    if cfg.online_eval == "none":
+        return None
+    if cfg.online_eval_dataset and cfg.online_eval_dataset != cfg.dataset:
+        other = Namespace(**{**vars(cfg), "dataset": cfg.online_eval_dataset,
+                             "dataset_dir": cfg.online_eval_dataset_dir or cfg.dataset_dir})
+        train, valid = dataset_from_config(other, "train"), dataset_from_config(other, "valid")
+        if not train.labelled:
+            raise ConfigError(f"--online_eval_dataset {cfg.online_eval_dataset}: has no labels; expected a labelled "
+                              f"dataset (synthetic, magnatagatune, msd, gtzan, librispeech)")
+    elif not train.labelled:
+        print(f"online evaluation off: --dataset {cfg.dataset} has no labels (watch a labelled one with "
+              f"--online_eval_dataset, e.g. gtzan)", flush=True)
+        return None
+    return OnlineEvaluation(OnlineSplit.of(train, cfg.online_eval_train_tracks, cfg.seed),
+                            OnlineSplit.of(valid, len(valid), cfg.seed), cfg.online_eval,
+                            cfg.online_eval_every_n_epochs, cfg.online_eval_k, cfg.finetuner_batch_size)

@@ -14,7 +14,7 @@ import linear_evaluation
 from clmr import cli
 from clmr.datasets import REGISTRY
 from clmr.datasets.dataset import AudioDataset, DatasetError
-from conftest import event_tags
+from conftest import assert_finite_json, event_tags
 from conftest import random_encoder_checkpoint as encoder_checkpoint
 
 
@@ -57,6 +57,24 @@ def test_probe_writes_results_json_png_head_and_tensorboard(synthetic_run):
     assert len(metadata) == 1 + results["dataset"]["splits"]["test"]["tracks"]
     assert next(run_dir.rglob("projector_config.pbtxt")).is_file()
     assert not list(run_dir.glob(".*tmp*"))  # results written atomically
+
+
+def test_every_metric_has_a_finite_bootstrap_interval_in_results_json_and_the_printout(synthetic_run, capsys):
+    tmp, ckpt = synthetic_run
+    results = results_of(tmp / "runs" / "linear_synthetic")
+    assert_finite_json(results)
+    assert set(results["metrics_ci"]) == set(results["metrics"])
+    for lo, hi in results["metrics_ci"].values():
+        assert 0 <= lo <= hi <= 1
+    assert results["bootstrap"]["resamples"] == 1000 and results["bootstrap"]["seed"] == results["config"]["seed"]
+    saved = np.load(results["outputs"]["test_scores"])
+    assert saved["scores"].shape == (results["dataset"]["splits"]["test"]["tracks"], 11)
+    from clmr.probe import format_results
+
+    text = format_results(results)
+    assert "95% interval" in text and "1000 resamples" in text
+    roc = results["metrics_ci"]["roc_auc"]
+    assert f"[{100 * roc[0]:.1f}, {100 * roc[1]:.1f}]" in text
 
 
 def test_reloading_the_head_skips_training_and_extraction_and_gives_the_same_scores(synthetic_run, capsys):
@@ -136,6 +154,15 @@ def test_single_label_dataset_reports_accuracy_and_compares_with_a_random_encode
     assert baseline["encoder"]["checkpoint_path"] == "random"
     out = capsys.readouterr().out
     assert "What pre-training bought" in out and "random init encoder" in out and "accuracy" in out
+    comparison = pretrained["comparison"]
+    assert set(comparison["difference"]) == {"accuracy", "roc_auc", "pr_auc"}
+    assert_finite_json(pretrained)
+    for key, entry in comparison["difference"].items():
+        assert entry["difference"] == pytest.approx(pretrained["metrics"][key] - baseline["metrics"][key])
+        lo, hi = entry["ci"]
+        assert lo <= hi and entry["excludes_zero"] == (lo > 0 or hi < 0)
+        assert comparison["verdicts"][key] in out
+    assert "Paired difference, pre-trained - random" in out and "same 1000 bootstrap resamples" in out
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -162,6 +189,7 @@ def test_run_name_that_would_overwrite_the_encoders_checkpoints_is_refused(tmp_p
     ([], "--checkpoint_path is required"),
     (["--checkpoint_path", "missing.ckpt"], "missing.ckpt: file not found"),
     (["--checkpoint_path", "random", "--compare_random", "1"], "--compare_random 1 compares"),
+    (["--checkpoint_path", "random", "--bootstrap_resamples", "0"], "--bootstrap_resamples 0"),
 ])
 def test_command_line_errors_are_one_line_and_exit_1(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
