@@ -4,6 +4,7 @@ A track is cut into chunks of `audio_length` samples every `hop_length` samples 
 `audio_length`: consecutive, non-overlapping) while a whole chunk fits; a remainder shorter than a
 chunk at the end is left out, and a track shorter than one chunk is one zero-padded chunk at 0.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +31,9 @@ def chunk_audio(audio: Tensor, audio_length: int = AUDIO_LENGTH, hop_length: int
     return audio.unfold(-1, audio_length, hop_length or audio_length)
 
 
-def chunk_centres_ms(n_samples: int, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
-                     hop_length: int | None = None) -> np.ndarray:
+def chunk_centres_ms(
+    n_samples: int, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH, hop_length: int | None = None
+) -> np.ndarray:
     """The centre of each chunk in milliseconds (HEAR's timestamps)."""
     starts = chunk_starts(n_samples, audio_length, hop_length)
     return ((starts + audio_length / 2) * 1000.0 / sample_rate).astype(np.float32)

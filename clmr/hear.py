@@ -9,6 +9,7 @@ is encoded to a 512-d representation, and the sound's embedding is the mean over
 
 Whole files, tags and the resumable embeddings folder: `clmr.inference`, `clmr.embeddings`.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,10 +38,19 @@ class ClmrModel(nn.Module):
     scene_embedding_size = N_FEATURES
     timestamp_embedding_size = N_FEATURES
 
-    def __init__(self, encoder: nn.Module, head: nn.Module | None = None, tag_names: Sequence[str] = (),
-                 multilabel: bool = True, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
-                 hop_length: int | None = None, batch_size: int = BATCH_SIZE, fingerprint: str = "",
-                 source: str = ""):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module | None = None,
+        tag_names: Sequence[str] = (),
+        multilabel: bool = True,
+        sample_rate: int = SAMPLE_RATE,
+        audio_length: int = AUDIO_LENGTH,
+        hop_length: int | None = None,
+        batch_size: int = BATCH_SIZE,
+        fingerprint: str = "",
+        source: str = "",
+    ):
         super().__init__()
         self.encoder = encoder
         self.head = head
@@ -51,7 +61,7 @@ class ClmrModel(nn.Module):
         self.hop_length = int(hop_length or audio_length)
         self.batch_size = int(batch_size)
         self.fingerprint = fingerprint  # what embeddings depend on: weights (SHA-256) and chunking
-        self.source = source            # the encoder checkpoint it came from
+        self.source = source  # the encoder checkpoint it came from
         self.eval()
         self.requires_grad_(False)
 
@@ -66,8 +76,10 @@ class ClmrModel(nn.Module):
     def embed_chunks(self, chunks: Tensor) -> Tensor:
         """(n, audio_length) chunks -> (n, 512) float32 representations on the CPU, `batch_size` at a time."""
         chunks = torch.as_tensor(chunks, dtype=torch.float32).reshape(-1, 1, self.audio_length)
-        out = [self.encoder(chunks[i:i + self.batch_size].to(self.device)).float().cpu()
-               for i in range(0, chunks.shape[0], self.batch_size)]
+        out = [
+            self.encoder(chunks[i : i + self.batch_size].to(self.device)).float().cpu()
+            for i in range(0, chunks.shape[0], self.batch_size)
+        ]
         return torch.cat(out) if out else torch.zeros(0, N_FEATURES)
 
     @torch.no_grad()
@@ -79,9 +91,14 @@ class ClmrModel(nn.Module):
         return evaluation.probabilities(logits, self.multilabel)
 
 
-def load_model(model_file_path: str | os.PathLike, finetuner_checkpoint_path: str | os.PathLike | None = None,
-               tags: Sequence[str] | str | None = None, hop_ms: float | None = None,
-               batch_size: int = BATCH_SIZE, device: str | torch.device = "cpu") -> ClmrModel:
+def load_model(
+    model_file_path: str | os.PathLike,
+    finetuner_checkpoint_path: str | os.PathLike | None = None,
+    tags: Sequence[str] | str | None = None,
+    hop_ms: float | None = None,
+    batch_size: int = BATCH_SIZE,
+    device: str | torch.device = "cpu",
+) -> ClmrModel:
     """HEAR's `load_model`: a ClmrModel from an encoder checkpoint (ours or the original CLMR's), or
     `random` for a randomly initialised encoder (seed 0; BatchNorm at its initial statistics, so its
     output hardly depends on the input until `clmr.representations.calibrate_batchnorm`).
@@ -99,8 +116,18 @@ def load_model(model_file_path: str | os.PathLike, finetuner_checkpoint_path: st
     audio_length = int(hparams.get("audio_length", AUDIO_LENGTH))
     hop = max(1, round(hop_ms * sample_rate / 1000)) if hop_ms else audio_length
     fingerprint = "random-0" if str(model_file_path) == RANDOM else file_sha256(model_file_path)
-    model = ClmrModel(encoder, head, names, multilabel, sample_rate, audio_length, hop, batch_size,
-                      fingerprint=f"{fingerprint}:{audio_length}:{hop}:{sample_rate}", source=str(model_file_path))
+    model = ClmrModel(
+        encoder,
+        head,
+        names,
+        multilabel,
+        sample_rate,
+        audio_length,
+        hop,
+        batch_size,
+        fingerprint=f"{fingerprint}:{audio_length}:{hop}:{sample_rate}",
+        source=str(model_file_path),
+    )
     return model.to(device)
 
 

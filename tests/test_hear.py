@@ -1,4 +1,5 @@
 """The HEAR API (clmr/hear.py, re-exported by clmr): shapes, timestamps, and a light `import clmr`."""
+
 from __future__ import annotations
 
 import subprocess
@@ -35,5 +36,8 @@ def test_import_clmr_stays_light_and_exports_the_api():
     subprocess.run([sys.executable, "-c", code], check=True)
     import clmr
 
-    assert (clmr.load_model, clmr.get_scene_embeddings, clmr.get_timestamp_embeddings) == \
-        (load_model, get_scene_embeddings, get_timestamp_embeddings)
+    assert (clmr.load_model, clmr.get_scene_embeddings, clmr.get_timestamp_embeddings) == (
+        load_model,
+        get_scene_embeddings,
+        get_timestamp_embeddings,
+    )

@@ -1,5 +1,6 @@
 """The bootstrap intervals of clmr/intervals.py: the resampled metrics are sklearn's, the interval holds the point
 estimate and narrows with more tracks, the paired difference of an encoder with itself is exactly zero."""
+
 from __future__ import annotations
 
 import numpy as np
