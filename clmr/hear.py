@@ -21,9 +21,10 @@ from torch import Tensor, nn
 
 from clmr import evaluation
 from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
-from clmr.checkpoints import RANDOM, file_sha256, head_labels, head_outputs, load_encoder, load_head
+from clmr.checkpoints import RANDOM, file_sha256, head_outputs, load_encoder, load_head
 from clmr.chunking import chunk_audio, chunk_centres_ms
 from clmr.models import N_FEATURES
+from clmr.tag_names import head_labels
 
 BATCH_SIZE = 32  # chunks per forward pass of the encoder
 

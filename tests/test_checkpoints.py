@@ -319,7 +319,8 @@ def test_a_training_checkpoint_of_the_same_model_is_accepted_for_resuming(known,
 
 # -- checkpoints of main at 0739081 (every config key in hyper_parameters) --------------------------------------
 def test_a_head_written_by_main_at_0739081_loads_with_its_tag_names_and_kind():
-    from clmr.checkpoints import head_labels, head_outputs, load_head
+    from clmr.checkpoints import head_outputs, load_head
+    from clmr.tag_names import head_labels
     from conftest import OLD_HEAD, old_hyper_parameters
 
     head = load_head(OLD_HEAD, mlp=False, n_outputs=11)
