@@ -315,6 +315,41 @@ def assert_printable(text: str) -> None:
 
 
 # -- main.py's tiny runs (tests/test_main.py, the checkpoint cases of tests/test_hostile_inputs.py) -------------
+TINY_SYNTHETIC = ("--synthetic_tracks", "24", "--synthetic_duration", "3.0")  # 24 tracks of 3 s
+# batch 4, 2 batches an epoch, one valid batch, 1 epoch, on the CPU, as run `tiny`
+TINY_TRAINING = (
+    "--batch_size",
+    "4",
+    "--max_epochs",
+    "1",
+    "--limit_train_batches",
+    "2",
+    "--limit_val_batches",
+    "1",
+    "--log_every_n_steps",
+    "1",
+    "--accelerator",
+    "cpu",
+    "--run_name",
+    "tiny",
+)
+
+
+def tiny_flags(dataset_dir: Path, log_dir: Path, *extra: str, dataset: str = "synthetic") -> list[str]:
+    """main.py's flags for a tiny run of `dataset` (later flags override earlier ones)."""
+    return [
+        "--dataset",
+        dataset,
+        "--dataset_dir",
+        str(dataset_dir),
+        "--log_dir",
+        str(log_dir),
+        *TINY_SYNTHETIC,
+        *TINY_TRAINING,
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """One dataset folder for every tiny run: the synthetic dataset is generated on first use, then shared."""
@@ -327,33 +362,7 @@ def tiny_main(tmp_path, tiny_data):
     valid batch, 1 epoch) logging to tmp_path/runs as run `tiny`; later flags override earlier ones."""
 
     def flags(*extra: str) -> list[str]:
-        return [
-            "--dataset",
-            "synthetic",
-            "--dataset_dir",
-            str(tiny_data),
-            "--log_dir",
-            str(tmp_path / "runs"),
-            "--synthetic_tracks",
-            "24",
-            "--synthetic_duration",
-            "3.0",
-            "--batch_size",
-            "4",
-            "--max_epochs",
-            "1",
-            "--limit_train_batches",
-            "2",
-            "--limit_val_batches",
-            "1",
-            "--log_every_n_steps",
-            "1",
-            "--accelerator",
-            "cpu",
-            "--run_name",
-            "tiny",
-            *extra,
-        ]
+        return tiny_flags(tiny_data, tmp_path / "runs", *extra)
 
     return flags
 

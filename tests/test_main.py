@@ -17,39 +17,13 @@ from pytorch_lightning import Callback
 
 import main
 from clmr.modules import ContrastiveLearning
-from conftest import assert_refused, event_tags, half_written
+from conftest import assert_refused, event_tags, half_written, tiny_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_run(tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "--dataset",
-        "synthetic",
-        "--dataset_dir",
-        str(tmp_path / "data"),
-        "--log_dir",
-        str(tmp_path / "runs"),
-        "--synthetic_tracks",
-        "24",
-        "--synthetic_duration",
-        "3.0",
-        "--batch_size",
-        "4",
-        "--max_epochs",
-        "1",
-        "--limit_train_batches",
-        "2",
-        "--limit_val_batches",
-        "1",
-        "--log_every_n_steps",
-        "1",
-        "--accelerator",
-        "cpu",
-        "--run_name",
-        "tiny",
-        *extra,
-    ]
+    return tiny_flags(tmp_path / "data", tmp_path / "runs", *extra)
 
 
 def test_pretraining_writes_checkpoints_and_tensorboard_events(tmp_path):

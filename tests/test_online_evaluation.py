@@ -13,7 +13,7 @@ from torch import nn
 
 import main
 from clmr.online_evaluation import RandomState, cost_line, knn_scores, linear_scores, online_metrics, undisturbed
-from conftest import assert_refused
+from conftest import assert_refused, tiny_flags
 
 
 def clusters(n_per_class: int, n_classes: int = 3, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
@@ -118,29 +118,11 @@ def runs_on_and_off(tmp_path_factory, tiny_data):
     tmp = tmp_path_factory.mktemp("online")
 
     def flags(name: str, *extra: str) -> list[str]:
-        return [
-            "--dataset",
-            "synthetic",
-            "--dataset_dir",
-            str(tiny_data),
-            "--log_dir",
-            str(tmp / "runs"),
-            "--synthetic_tracks",
-            "24",
-            "--synthetic_duration",
-            "3.0",
-            "--batch_size",
-            "4",
+        return tiny_flags(
+            tiny_data,
+            tmp / "runs",
             "--max_epochs",
             "2",
-            "--limit_train_batches",
-            "2",
-            "--limit_val_batches",
-            "1",
-            "--log_every_n_steps",
-            "1",
-            "--accelerator",
-            "cpu",
             "--precision",
             "32-true",
             "--run_name",
@@ -150,7 +132,7 @@ def runs_on_and_off(tmp_path_factory, tiny_data):
             "--online_eval_k",
             "3",
             *extra,
-        ]
+        )
 
     main.main(flags("on", "--online_eval", "knn"))
     main.main(flags("off", "--online_eval", "none"))

@@ -17,6 +17,7 @@ import soundfile as sf
 from clmr.datasets import DatasetError, layout_lines
 from clmr.datasets.magnatagatune import MagnaTagATune
 from conftest import assert_refused
+from conftest import tiny_flags as tiny_run_flags
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RATE = 22050
@@ -172,29 +173,7 @@ def tiny_original_mtat(root: Path, rate: int = RATE) -> Path:
 
 
 def tiny_flags(root: Path, runs: Path, *extra: str) -> list[str]:
-    return [
-        "--dataset",
-        "magnatagatune",
-        "--dataset_dir",
-        str(root),
-        "--log_dir",
-        str(runs),
-        "--batch_size",
-        "4",
-        "--max_epochs",
-        "1",
-        "--limit_train_batches",
-        "2",
-        "--limit_val_batches",
-        "1",
-        "--log_every_n_steps",
-        "1",
-        "--accelerator",
-        "cpu",
-        "--run_name",
-        "tiny",
-        *extra,
-    ]
+    return tiny_run_flags(root, runs, *extra, dataset="magnatagatune")
 
 
 def test_main_trains_on_an_original_layout_folder_and_says_so_in_one_line(run_script, tmp_path):
