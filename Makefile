@@ -39,6 +39,8 @@ demo: $(STAMP)
 		--checkpoint_path runs/demo/checkpoints/last.ckpt --compare_random 1
 
 test: $(STAMP) test-tools $(WEB_DEPS)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q tests
 
 web: $(WEB_DEPS)

@@ -6,24 +6,23 @@
 Re-running converts only what is missing; <output>/manifest.json lists what was converted, skipped
 and why, and what failed and why. See docs/DATASETS.md for each dataset's layout.
 """
-from __future__ import annotations
 
-import sys
+from __future__ import annotations
 
 from clmr import cli
 from clmr.config import load_config
-from clmr.preprocessing import bare_flags, summary
+from clmr.preprocessing import summary
 from clmr.rules import Option, Switch, Text
 
 EXTRA = {
     "download": Option(0, Switch(), "fetch the dataset first (magnatagatune, librispeech)"),
-    "output_dir": Option("", Text(), "--dataset audio: where the converted copy goes "
-                                     "(default: <dataset_dir>_<rate>hz)"),
+    "output_dir": Option(
+        "", Text(), "--dataset audio: where the converted copy goes (default: <dataset_dir>_<rate>hz)"
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = bare_flags(list(sys.argv[1:] if argv is None else argv), ["download"])
     cfg = load_config(argv, prog="preprocess.py", extra=EXTRA)
     from clmr.datasets.prepare import prepare
 

@@ -12,6 +12,7 @@ still has every seed up to the same step. Each checkpoint is then probed by `lin
 (the same seed's random encoder, paired bootstrap over test tracks), and the table gives per step the mean and
 spread over seeds, and the first step at which the paired difference's interval lies above zero.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,18 @@ def child_cpu_s() -> float:
 
 def common_flags(args: argparse.Namespace, seed: int) -> list[str]:
     """The flags every stage of one seed shares: the demo config, its data, and this bench's run folders."""
-    return ["--config", str(ROOT / "config" / "demo.yaml"), "--seed", str(seed),
-            "--synthetic_tracks", str(args.synthetic_tracks), "--dataset_dir", str(args.out / "data"),
-            "--log_dir", str(args.out / "runs")]
+    return [
+        "--config",
+        str(ROOT / "config" / "demo.yaml"),
+        "--seed",
+        str(seed),
+        "--synthetic_tracks",
+        str(args.synthetic_tracks),
+        "--dataset_dir",
+        str(args.out / "data"),
+        "--log_dir",
+        str(args.out / "runs"),
+    ]
 
 
 def step_checkpoint(args: argparse.Namespace, seed: int, step: int) -> Path:
@@ -53,8 +63,17 @@ def train(args: argparse.Namespace) -> None:
             if target.exists():
                 continue
             last = args.out / "runs" / f"pretrain_seed{seed}" / "checkpoints" / "last.ckpt"
-            argv = [sys.executable, str(ROOT / "main.py"), *common_flags(args, seed), "--run_name", f"pretrain_seed{seed}",
-                    "--max_epochs", "-1", "--max_steps", str(step)] + (["--resume", "1"] if last.exists() else [])
+            argv = [
+                sys.executable,
+                str(ROOT / "main.py"),
+                *common_flags(args, seed),
+                "--run_name",
+                f"pretrain_seed{seed}",
+                "--max_epochs",
+                "-1",
+                "--max_steps",
+                str(step),
+            ] + (["--resume", "1"] if last.exists() else [])
             began, cpu = time.time(), child_cpu_s()
             print(f"seed {seed}: pre-training to step {step}", flush=True)
             subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL if args.quiet else None)
@@ -96,9 +115,15 @@ def online_scores(args: argparse.Namespace, seed: int, checkpoint: Path | None) 
     cfg = load_config(common_flags(args, seed), prog="bench_learning.py")
     train, valid = dataset_from_config(cfg, "train"), dataset_from_config(cfg, "valid")
     encoder = load_encoder(RANDOM if checkpoint is None else checkpoint, seed=seed)
-    return evaluate_encoder(encoder, OnlineSplit.of(train, cfg.online_eval_train_tracks, seed),
-                            OnlineSplit.of(valid, len(valid), seed), cfg.online_eval, cfg.online_eval_k,
-                            cfg.finetuner_batch_size, calibrate=checkpoint is None)
+    return evaluate_encoder(
+        encoder,
+        OnlineSplit.of(train, cfg.online_eval_train_tracks, seed),
+        OnlineSplit.of(valid, len(valid), seed),
+        cfg.online_eval,
+        cfg.online_eval_k,
+        cfg.finetuner_batch_size,
+        calibrate=checkpoint is None,
+    )
 
 
 def probe(args: argparse.Namespace) -> None:
@@ -109,19 +134,33 @@ def probe(args: argparse.Namespace) -> None:
             if target.exists() or not checkpoint.exists():
                 continue
             print(f"seed {seed}: probing step {step}", flush=True)
-            argv = [sys.executable, str(ROOT / "linear_evaluation.py"), *common_flags(args, seed),
-                    "--checkpoint_path", str(checkpoint), "--compare_random", "1", "--run_name", linear_run(seed, step)]
+            argv = [
+                sys.executable,
+                str(ROOT / "linear_evaluation.py"),
+                *common_flags(args, seed),
+                "--checkpoint_path",
+                str(checkpoint),
+                "--compare_random",
+                "1",
+                "--run_name",
+                linear_run(seed, step),
+            ]
             began = time.time()
             subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL if args.quiet else None)
             run = args.out / "runs" / linear_run(seed, step)
             pretrained = json.loads((run / "results.json").read_text())
             baseline = json.loads(run.with_name(run.name + "_random").joinpath("results.json").read_text())
-            entry = {"seed": seed, "step": step, "probe_wall_s": time.time() - began,
-                     "pretrained": {"metrics": pretrained["metrics"], "ci": pretrained["metrics_ci"]},
-                     "random": {"metrics": baseline["metrics"], "ci": baseline["metrics_ci"]},
-                     "difference": pretrained["comparison"]["difference"],
-                     "online": online_scores(args, seed, checkpoint), "training": timing_of(args, seed, step),
-                     "test_tracks": pretrained["dataset"]["splits"]["test"]["tracks"]}
+            entry = {
+                "seed": seed,
+                "step": step,
+                "probe_wall_s": time.time() - began,
+                "pretrained": {"metrics": pretrained["metrics"], "ci": pretrained["metrics_ci"]},
+                "random": {"metrics": baseline["metrics"], "ci": baseline["metrics_ci"]},
+                "difference": pretrained["comparison"]["difference"],
+                "online": online_scores(args, seed, checkpoint),
+                "training": timing_of(args, seed, step),
+                "test_tracks": pretrained["dataset"]["splits"]["test"]["tracks"],
+            }
             if step == args.steps[0]:
                 entry["online_random"] = online_scores(args, seed, None)
             tmp = target.with_name(target.name + ".tmp")
@@ -151,8 +190,16 @@ def main(argv: list[str] | None = None) -> None:
         probe(args)
     if args.phase in ("report", "all"):
         from _learning_report import report
-        report(args, [json.loads(probe_file(args, seed, step).read_text()) for step in args.steps
-                      for seed in args.seeds if probe_file(args, seed, step).exists()])
+
+        report(
+            args,
+            [
+                json.loads(probe_file(args, seed, step).read_text())
+                for step in args.steps
+                for seed in args.seeds
+                if probe_file(args, seed, step).exists()
+            ],
+        )
 
 
 if __name__ == "__main__":

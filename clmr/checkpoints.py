@@ -11,8 +11,10 @@ Encoder checkpoints (`load_encoder`), recognised by their state-dict keys:
 Only the convolutional trunk (`sequential.*`) is read: the projector, the supervised `fc` and the
 pre-training `out_dim` do not matter to the 512-d representation. Files are always read with
 `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run code, and weights holding NaN or Inf
-are refused. `training_checkpoint` checks a checkpoint that main.py is to continue training from.
+are refused. Probe heads (`load_head`): from our `best.ckpt` and the original CLMR's finetuner checkpoints; the names
+of their outputs: `clmr.tag_names.head_labels`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,16 +29,17 @@ import torch
 from torch import nn
 
 from clmr.config import ConfigError
-from clmr.models import SampleCNN
+from clmr.models import N_FEATURES, SampleCNN, build_head
 
 # (format, prefix in front of `sequential.*`, where the state dict is), most specific first.
 ENCODER_FORMATS = (
     ("lightning", "model.encoder.", "state_dict"),
     ("supervised", "model.", "state_dict"),
     ("clmr-v1", "encoder.", None),
-    ("clmr-v1", "module.encoder.", None),   # saved from nn.DataParallel
+    ("clmr-v1", "module.encoder.", None),  # saved from nn.DataParallel
     ("samplecnn", "", None),
 )
+FINETUNER_FLAG = "--finetuner_checkpoint_path"
 RANDOM = "random"  # --checkpoint_path random: a randomly initialised (seeded) encoder, the baseline (clmr.probe)
 
 
@@ -61,7 +64,7 @@ class Opaque:
     of the named class runs) and keep whatever state it was given.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Opaque":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Opaque:
         return object.__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -113,27 +116,44 @@ def read_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint_path") ->
                 continue
             named = _GLOBAL.search(str(err))
             if named:
-                raise CheckpointError(f"{flag} {path}: refusing to load: the file holds a Python object "
-                                      f"({named.group(1)}) that could run code; weights_only=True reads tensors "
-                                      f"and plain values only") from None
-            raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint (it does not unpickle as tensors "
-                                  f"and plain values)") from None
-        except (RuntimeError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError,
-                zipfile.BadZipFile, OSError) as err:
+                raise CheckpointError(
+                    f"{flag} {path}: refusing to load: the file holds a Python object "
+                    f"({named.group(1)}) that could run code; weights_only=True reads tensors "
+                    f"and plain values only"
+                ) from None
+            raise CheckpointError(
+                f"{flag} {path}: not a PyTorch checkpoint (it does not unpickle as tensors and plain values)"
+            ) from None
+        except (
+            RuntimeError,
+            EOFError,
+            KeyError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            zipfile.BadZipFile,
+            OSError,
+        ) as err:
             if head == ZIP_MAGIC:  # torch.save writes a zip archive: this one is cut short or damaged
-                raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint (truncated or damaged: the zip "
-                                      f"archive torch.save writes does not read)") from None
+                raise CheckpointError(
+                    f"{flag} {path}: not a PyTorch checkpoint (truncated or damaged: the zip "
+                    f"archive torch.save writes does not read)"
+                ) from None
             raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint ({_first_line(err)})") from None
 
 
-def _hparams(obj: dict) -> dict[str, Any]:
+def hyper_parameters(obj: Any) -> dict[str, Any]:
+    """The hyper-parameters a checkpoint (as `read_checkpoint` returns it) was saved with; {} when it has none."""
+    if not isinstance(obj, dict):
+        return {}
     hparams = obj.get("hyper_parameters")
     if isinstance(hparams, Opaque):  # an argparse.Namespace
         hparams = getattr(hparams, "state", None)
     return dict(hparams) if isinstance(hparams, dict) else {}
 
 
-def _state_dict(obj: Any, where: str | None) -> dict[str, Any] | None:
+def state_dict_in(obj: Any, where: str | None) -> dict[str, Any] | None:
     if where is not None:
         obj = obj.get(where) if isinstance(obj, dict) else None
     if isinstance(obj, dict) and obj and all(isinstance(k, str) for k in obj):
@@ -145,26 +165,32 @@ def encoder_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor]
     """The encoder's `sequential.*` weights from a checkpoint: (state dict, format name, hyper-parameters)."""
     obj = read_checkpoint(path)
     if not isinstance(obj, dict):
-        raise CheckpointError(f"--checkpoint_path {path}: not a checkpoint (a {type(obj).__name__}, "
-                              f"expected a state dict or a Lightning checkpoint)")
-    hparams = _hparams(obj)
+        raise CheckpointError(
+            f"--checkpoint_path {path}: not a checkpoint (a {type(obj).__name__}, "
+            f"expected a state dict or a Lightning checkpoint)"
+        )
+    hparams = hyper_parameters(obj)
     seen: list[str] = []
     for name, prefix, where in ENCODER_FORMATS:
-        state = _state_dict(obj, where)
+        state = state_dict_in(obj, where)
         if state is None:
             continue
         seen = seen or list(state)
         trunk = prefix + "sequential."
-        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(trunk)}
+        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(trunk)}
         if weights:
             return weights, name, hparams
     if any(k.startswith("model.0.") for k in seen):
-        raise CheckpointError(f"--checkpoint_path {path}: this is a probe-head checkpoint, not an encoder; "
-                              f"pass it as --finetuner_checkpoint_path")
+        raise CheckpointError(
+            f"--checkpoint_path {path}: this is a probe-head checkpoint, not an encoder; "
+            f"pass it as --finetuner_checkpoint_path"
+        )
     found = ", ".join(seen[:3]) + (", ..." if len(seen) > 3 else "") if seen else "no state dict"
-    raise CheckpointError(f"--checkpoint_path {path}: no SampleCNN encoder weights (expected keys "
-                          f"model.encoder.sequential.*, model.sequential.*, encoder.sequential.* or "
-                          f"sequential.*; found {found})")
+    raise CheckpointError(
+        f"--checkpoint_path {path}: no SampleCNN encoder weights (expected keys "
+        f"model.encoder.sequential.*, model.sequential.*, encoder.sequential.* or "
+        f"sequential.*; found {found})"
+    )
 
 
 def _frozen(encoder: SampleCNN) -> SampleCNN:
@@ -185,8 +211,9 @@ def random_encoder(seed: int) -> SampleCNN:
     return _frozen(encoder)
 
 
-def first_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], model: str = "SampleCNN",
-                   strict: bool = False) -> str | None:
+def first_mismatch(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], model: str = "SampleCNN", strict: bool = False
+) -> str | None:
     """The first key (in the model's order) that is missing, unexpected or of another shape, described.
 
     Unless `strict`, a missing `num_batches_tracked` (written only by newer PyTorch, not needed for inference) is fine.
@@ -214,11 +241,13 @@ def first_non_finite(state: dict[str, Any]) -> str | None:
     return None
 
 
-def _require_finite(weights: dict[str, Any], path: str | os.PathLike, flag: str, what: str) -> None:
+def require_finite(weights: dict[str, Any], path: str | os.PathLike, flag: str, what: str) -> None:
     bad = first_non_finite(weights)
     if bad:
-        raise CheckpointError(f"{flag} {path}: the {what} weights hold NaN or Inf ({bad}): the training that wrote "
-                              f"it diverged; use an earlier checkpoint")
+        raise CheckpointError(
+            f"{flag} {path}: the {what} weights hold NaN or Inf ({bad}): the training that wrote "
+            f"it diverged; use an earlier checkpoint"
+        )
 
 
 def load_encoder(path: str | os.PathLike, seed: int = 0) -> SampleCNN:
@@ -237,9 +266,8 @@ def load_encoder(path: str | os.PathLike, seed: int = 0) -> SampleCNN:
     expected = encoder.state_dict()
     mismatch = first_mismatch(expected, weights)
     if mismatch:
-        raise CheckpointError(f"--checkpoint_path {path} ({fmt} format): not the SampleCNN architecture: "
-                              f"{mismatch}")
-    _require_finite(weights, path, "--checkpoint_path", "encoder")
+        raise CheckpointError(f"--checkpoint_path {path} ({fmt} format): not the SampleCNN architecture: {mismatch}")
+    require_finite(weights, path, "--checkpoint_path", "encoder")
     encoder.load_state_dict(weights, strict=False)
     encoder.checkpoint_format = fmt
     encoder.checkpoint_hparams = hparams
@@ -253,78 +281,64 @@ def head_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Reads our `checkpoints/best.ckpt` and the original CLMR v2 finetuner .ckpt (Lightning, keys
     `model.*`), and a CLMR v1 finetuner .pt (the head's own state dict, keys `0.weight`, `0.bias`).
     """
-    flag = "--finetuner_checkpoint_path"
+    flag = FINETUNER_FLAG
     obj = read_checkpoint(path, flag)
-    state = _state_dict(obj, "state_dict") if isinstance(obj, dict) and "state_dict" in obj else _state_dict(obj, None)
+    state = (
+        state_dict_in(obj, "state_dict") if isinstance(obj, dict) and "state_dict" in obj else state_dict_in(obj, None)
+    )
     if state is None:
         raise CheckpointError(f"{flag} {path}: not a checkpoint (expected a state dict or a Lightning checkpoint)")
-    head = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    head = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     if not head:
         head = {k: v for k, v in state.items() if k.split(".")[0].isdigit()}
     head = {k: v for k, v in head.items() if k.split(".")[0].isdigit()}  # not model.encoder.* of a pre-training ckpt
     if not head:
-        raise CheckpointError(f"{flag} {path}: no probe-head weights (expected keys model.0.weight or 0.weight; "
-                              f"found {_some_keys(state)})")
-    _require_finite(head, path, flag, "probe-head")
+        raise CheckpointError(
+            f"{flag} {path}: no probe-head weights (expected keys model.0.weight or 0.weight; found {some_keys(state)})"
+        )
+    require_finite(head, path, flag, "probe-head")
     return head
 
 
-def _some_keys(state: dict, n: int = 3) -> str:
+def some_keys(state: dict, n: int = 3) -> str:
     keys = [str(k) for k in state]
     return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") if keys else "none"
 
 
-# -- training checkpoints (main.py --checkpoint_path, --resume 1) --------------------------------
-KINDS = {  # what main.py's stages write, told apart by their state-dict keys
-    "pretrain": ("a pre-training checkpoint", "model.encoder.*, model.projector.*"),
-    "supervised": ("a supervised-baseline checkpoint", "model.sequential.*, model.fc.*"),
-    "linear": ("a probe-head checkpoint of linear_evaluation.py", "model.0.*"),
-}
-TRAINING_STATE = ("optimizer_states", "epoch", "global_step")  # what Lightning needs to continue training
+def load_head(
+    path: str | os.PathLike, mlp: bool | None = None, n_outputs: int | None = None, outputs_of: str = ""
+) -> nn.Sequential:
+    """The probe head of a finetuner checkpoint (ours, or the original CLMR's), linear or MLP as its weights are,
+    in eval mode and frozen. With `mlp` or `n_outputs` given, a head of another kind or size is refused
+    (`outputs_of` says whose outputs `n_outputs` counts)."""
+    flag = FINETUNER_FLAG
+    state = head_state_dict(path)
+    if "0.weight" not in state or state["0.weight"].shape[-1] != N_FEATURES:
+        raise CheckpointError(
+            f"{flag} {path}: not a probe head on {N_FEATURES}-d representations "
+            f"(0.weight is {tuple(state['0.weight'].shape) if '0.weight' in state else 'missing'})"
+        )
+    is_mlp = "2.weight" in state
+    if mlp is not None and is_mlp != bool(mlp):
+        raise CheckpointError(
+            f"{flag} {path}: {'an MLP' if is_mlp else 'a linear'} head; pass --finetuner_mlp {int(is_mlp)}"
+        )
+    found = state["2.weight" if is_mlp else "0.weight"].shape[0]
+    head = build_head(N_FEATURES, found if n_outputs is None else n_outputs, is_mlp)
+    for key, value in head.state_dict().items() if n_outputs is not None else ():
+        if key not in state or tuple(state[key].shape) != tuple(value.shape):
+            shape = tuple(state[key].shape) if key in state else "missing"
+            raise CheckpointError(
+                f"{flag} {path}: head weight {key} is {shape}, expected {tuple(value.shape)} "
+                f"({N_FEATURES} features -> {n_outputs} outputs{outputs_of})"
+            )
+    try:
+        head.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{flag} {path}: not a linear or MLP probe head ({_first_line(err)})") from None
+    return head.eval().requires_grad_(False)
 
 
-def checkpoint_kind(state: dict[str, Any]) -> str | None:
-    """Which stage wrote a Lightning state dict (a key of KINDS), or None for none of ours."""
-    for kind, prefix in (("pretrain", "model.encoder."), ("supervised", "model.sequential."), ("linear", "model.0.")):
-        if any(str(k).startswith(prefix) for k in state):
-            return kind
-    return None
-
-
-def training_checkpoint(path: str | os.PathLike, expected: dict[str, torch.Tensor], stage: str,
-                        optimizer: str | None = None, flag: str = "--checkpoint_path") -> dict[str, Any]:
-    """A checkpoint that main.py's `stage` can continue training from, checked before Lightning restores it.
-
-    `expected` is the state dict of the module to be trained. Refused, each in one line: what is not a
-    checkpoint (empty, truncated, code), a bare state dict or a weights-only file, another stage's checkpoint,
-    another architecture or configuration (the first mismatched key), NaN or Inf weights, another optimiser.
-    """
-    obj = read_checkpoint(path, flag)
-    what, keys = KINDS[stage]
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{flag} {path}: not a training checkpoint (a {type(obj).__name__}; expected "
-                              f"{what} written by main.py)")
-    state = _state_dict(obj, "state_dict")
-    if state is None:
-        bare = _state_dict(obj, None) and all(isinstance(v, torch.Tensor) for v in obj.values())
-        found = f"a bare state dict (keys {_some_keys(obj)})" if bare else f"no state_dict (keys {_some_keys(obj)})"
-        raise CheckpointError(f"{flag} {path}: {found}, not a training checkpoint: main.py continues {what} "
-                              f"(keys {keys}) with its optimiser state and progress")
-    kind = checkpoint_kind(state)
-    if kind != stage:
-        found = KINDS[kind][0] if kind else f"not a checkpoint of main.py (keys {_some_keys(state)})"
-        raise CheckpointError(f"{flag} {path}: {found}; {'--supervised 1' if stage == 'supervised' else 'pre-training'}"
-                              f" continues {what} (keys {keys})")
-    mismatch = first_mismatch(expected, state, model="this run's model", strict=True)
-    if mismatch:
-        raise CheckpointError(f"{flag} {path}: another architecture or configuration than this run's: {mismatch}")
-    missing = [k for k in TRAINING_STATE if k not in obj]
-    if missing:
-        raise CheckpointError(f"{flag} {path}: weights without {', '.join(missing)}: not a checkpoint to continue "
-                              f"training from (linear_evaluation.py, predict.py and export.py read it)")
-    _require_finite(state, path, flag, "model")
-    trained_with = _hparams(obj).get("optimizer")
-    if optimizer and trained_with and trained_with != optimizer:
-        raise CheckpointError(f"{flag} {path}: trained with --optimizer {trained_with}; continue it with the same "
-                              f"optimiser (this run has --optimizer {optimizer})")
-    return obj
+def head_outputs(head: nn.Sequential) -> int:
+    """How many tags (or classes) a head of `build_head` scores."""
+    return head[-1].out_features

@@ -1,11 +1,12 @@
 """What the top-level scripts share: bad input becomes one clear line on stderr and a non-zero exit."""
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 from clmr.audio import AudioFileError
 from clmr.config import ConfigError

@@ -6,18 +6,21 @@ flag, is read as text and typed and checked by its key's rule (`clmr.options.RUL
 in a YAML file is refused as `--max_epochs abc` is, naming the file and key, and `--finetuner_mlp true`
 means 1.
 """
+
 from __future__ import annotations
 
 import argparse
 import difflib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
 from clmr.options import CHECKS, RULES, Option, Refused, Rule, rule_for_default
+from clmr.rules import Switch
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
 
@@ -79,15 +82,31 @@ class _Parser(argparse.ArgumentParser):
         for action in self._actions:
             option = getattr(action, "option", None)
             if option is not None:
-                action.help = (f"{option.help + '; ' if option.help else ''}{option.rule.expected()}; "
-                               f"default: {option.default}").replace("%", "%%")
+                action.help = (
+                    f"{option.help + '; ' if option.help else ''}{option.rule.expected()}; default: {option.default}"
+                ).replace("%", "%%")
         return super().format_help()
 
 
-def build_parser(options: dict[str, Option], prog: str | None = None,
-                 positional: Sequence[tuple[str, dict]] = ()) -> argparse.ArgumentParser:
+def bare_switches(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """Let on/off flags stand alone, in every script: `--download` is `--download 1` when no value follows it."""
+    flags = {f"--{n}" for n in names}
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        out.append(word)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if word in flags and (following is None or following.startswith("--")):
+            out.append("1")
+    return out
+
+
+def build_parser(
+    options: dict[str, Option], prog: str | None = None, positional: Sequence[tuple[str, dict]] = ()
+) -> argparse.ArgumentParser:
     """Every option as a flag that takes its value as text; only the flags given appear in the result."""
-    parser = _Parser(prog=prog, allow_abbrev=False, description="Every option of config/config.yaml is a flag of the same name.")
+    parser = _Parser(
+        prog=prog, allow_abbrev=False, description="Every option of config/config.yaml is a flag of the same name."
+    )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML file with the defaults")
     for name, kwargs in positional:
         parser.add_argument(name, **kwargs)
@@ -127,9 +146,12 @@ def check_options(given: dict[str, Given], options: dict[str, Option]) -> dict[s
     return values
 
 
-def load_config(argv: Sequence[str] | None = None, prog: str | None = None,
-                extra: dict[str, Option | Any] | None = None,
-                positional: Sequence[tuple[str, dict]] = ()) -> argparse.Namespace:
+def load_config(
+    argv: Sequence[str] | None = None,
+    prog: str | None = None,
+    extra: dict[str, Option | Any] | None = None,
+    positional: Sequence[tuple[str, dict]] = (),
+) -> argparse.Namespace:
     """Parse `argv` (default: sys.argv[1:]) against the YAML defaults; raise ConfigError for a bad value.
 
     `extra` adds script-specific options, each an `Option(default, rule)` (or a bare default, typed by
@@ -152,6 +174,7 @@ def load_config(argv: Sequence[str] | None = None, prog: str | None = None,
     for key, option in (extra or {}).items():
         options[key] = option if isinstance(option, Option) else Option(option, rule_for_default(option))
         given[key] = Given(str(options[key].default), f"--{key} (default)")
+    argv = bare_switches(argv, [key for key, option in options.items() if isinstance(option.rule, Switch)])
     flags = vars(build_parser(options, prog=prog, positional=positional).parse_args(argv))
     config = flags.pop("config")
     given.update({key: Given(flags.pop(key), f"--{key}") for key in list(flags) if key in options})

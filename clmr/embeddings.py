@@ -1,8 +1,8 @@
 """Embeddings of a music collection, resumable: one 512-d row per file (`predict.py --embeddings OUT`).
 
-    summary = embed_files(["~/music"], load_model("encoder.ckpt"), "embeddings/")
-    print(format_embedding_summary(summary))
+summary = embed_files(["~/music"], load_model("encoder.ckpt"), "embeddings/")
 """
+
 from __future__ import annotations
 
 import csv
@@ -11,9 +11,9 @@ import io
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -21,7 +21,8 @@ from clmr.atomic import write_bytes, write_json, write_text
 from clmr.audio import AudioFileError
 from clmr.checkpoints import CheckpointError
 from clmr.filenames import os_name, shown
-from clmr.inference import ClmrModel, EncodedTrack, encode_files, expand_paths
+from clmr.hear import ClmrModel
+from clmr.inference import EncodedTrack, encode_files, expand_paths
 from clmr.models import N_FEATURES
 
 EMBEDDINGS, INDEX, CHUNKS, META, PARTS = "embeddings.npy", "index.csv", "chunk_embeddings.npy", "meta.json", "parts"
@@ -31,26 +32,10 @@ EMBEDDINGS, INDEX, CHUNKS, META, PARTS = "embeddings.npy", "index.csv", "chunk_e
 class EmbeddingSummary:
     out_dir: Path
     n_files: int
-    embedded: int           # rows written
-    computed: int           # of which computed in this run (the rest were found in parts/)
+    embedded: int  # rows written
+    computed: int  # of which computed in this run (the rest were found in parts/)
     failed: list[tuple[Path, str]]
     total_chunks: int
-
-
-def format_embedding_summary(summary: EmbeddingSummary) -> str:
-    out = summary.out_dir
-    earlier = summary.embedded - summary.computed
-    lines = [f"embedded {summary.embedded} of {summary.n_files} file(s)"
-             + (f" ({earlier} from an earlier run)" if earlier else "")
-             + f": {summary.total_chunks} chunks",
-             f"{shown(out / EMBEDDINGS)}  ({summary.embedded}, {N_FEATURES}) float32, one row per file",
-             f"{shown(out / INDEX)}  row, path, duration_s, n_chunks, chunk_offset"]
-    if (out / CHUNKS).is_file():
-        lines.append(f"{shown(out / CHUNKS)}  ({summary.total_chunks}, {N_FEATURES}) float32, chunks of each file "
-                     f"in order")
-    if summary.failed:
-        lines.append(f"{shown(out / META)}  lists the {len(summary.failed)} skipped file(s) and why")
-    return "\n".join(lines)
 
 
 def _part_path(out_dir: Path, path: Path) -> Path:
@@ -82,8 +67,13 @@ def _read_part(part: Path, path: Path, need_chunks: bool) -> dict | None:
 
 def _write_part(part: Path, track: EncodedTrack, keep_chunks: bool) -> dict:
     size, mtime_ns = _stamp(track.path)
-    arrays = dict(embedding=track.embedding.numpy().astype(np.float32), n_chunks=np.int64(track.n_chunks),
-                  duration_s=np.float64(track.duration_s), size=np.int64(size), mtime_ns=np.int64(mtime_ns))
+    arrays = dict(
+        embedding=track.embedding.numpy().astype(np.float32),
+        n_chunks=np.int64(track.n_chunks),
+        duration_s=np.float64(track.duration_s),
+        size=np.int64(size),
+        mtime_ns=np.int64(mtime_ns),
+    )
     if keep_chunks:
         arrays.update(chunks=track.embeddings.numpy().astype(np.float32), times_ms=track.times_ms)
     buf = io.BytesIO()
@@ -105,15 +95,23 @@ def _check_model(out_dir: Path, model: ClmrModel) -> None:
     if stamp.is_file():
         found = json.loads(stamp.read_text()).get("fingerprint")
         if found != model.fingerprint:
-            raise CheckpointError(f"--embeddings {shown(out_dir)}: holds embeddings of another model or chunking "
-                                  f"({found}, now {model.fingerprint}); use another folder or delete it")
+            raise CheckpointError(
+                f"--embeddings {shown(out_dir)}: holds embeddings of another model or chunking "
+                f"({found}, now {model.fingerprint}); use another folder or delete it"
+            )
     else:
         write_json(stamp, {"fingerprint": model.fingerprint})
 
 
-def embed_files(inputs: Sequence[str | os.PathLike], model: ClmrModel, out_dir: str | os.PathLike,
-                chunk_embeddings: bool = False, workers: int = 0, progress: bool = True,
-                on_error: Callable[[Path, str], None] | None = None) -> EmbeddingSummary:
+def embed_files(
+    inputs: Sequence[str | os.PathLike],
+    model: ClmrModel,
+    out_dir: str | os.PathLike,
+    chunk_embeddings: bool = False,
+    workers: int = 0,
+    progress: bool = True,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> EmbeddingSummary:
     """One 512-d embedding per file (the mean over its chunks) into `out_dir`:
 
         embeddings.npy        (N, 512) float32, row i = row i of index.csv
@@ -142,8 +140,9 @@ def embed_files(inputs: Sequence[str | os.PathLike], model: ClmrModel, out_dir: 
         else:
             saved[i] = part
     failed: dict[int, str] = {}
-    bar = tqdm(total=len(paths), initial=len(saved), unit="file", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(paths), initial=len(saved), unit="file", disable=not progress, file=sys.stderr, dynamic_ncols=True
+    )
     with bar:
         for track in encode_files([paths[i] for i in todo], model, workers):
             i = todo[track.index]
@@ -155,15 +154,30 @@ def embed_files(inputs: Sequence[str | os.PathLike], model: ClmrModel, out_dir: 
             bar.update(1)
     rows = [i for i in range(len(paths)) if i in saved]
     _assemble(out_dir, model, paths, rows, saved, failed, chunk_embeddings)
-    return EmbeddingSummary(out_dir, len(paths), len(rows), len(todo) - len(failed),
-                            [(paths[i], failed[i]) for i in sorted(failed)],
-                            sum(int(saved[i]["n_chunks"]) for i in rows))
+    return EmbeddingSummary(
+        out_dir,
+        len(paths),
+        len(rows),
+        len(todo) - len(failed),
+        [(paths[i], failed[i]) for i in sorted(failed)],
+        sum(int(saved[i]["n_chunks"]) for i in rows),
+    )
 
 
-def _assemble(out_dir: Path, model: ClmrModel, paths: list[Path], rows: list[int], saved: dict[int, dict],
-              failed: dict[int, str], chunk_embeddings: bool) -> None:
-    embeddings = np.stack([saved[i]["embedding"] for i in rows]).astype(np.float32) if rows \
+def _assemble(
+    out_dir: Path,
+    model: ClmrModel,
+    paths: list[Path],
+    rows: list[int],
+    saved: dict[int, dict],
+    failed: dict[int, str],
+    chunk_embeddings: bool,
+) -> None:
+    embeddings = (
+        np.stack([saved[i]["embedding"] for i in rows]).astype(np.float32)
+        if rows
         else np.zeros((0, N_FEATURES), np.float32)
+    )
     save_npy(out_dir / EMBEDDINGS, embeddings)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -177,10 +191,21 @@ def _assemble(out_dir: Path, model: ClmrModel, paths: list[Path], rows: list[int
     if chunk_embeddings:
         chunks = np.concatenate([saved[i]["chunks"] for i in rows]) if rows else np.zeros((0, N_FEATURES), np.float32)
         save_npy(out_dir / CHUNKS, chunks.astype(np.float32))
-    write_json(out_dir / META, {
-        "checkpoint": model.source, "model": model.fingerprint, "sample_rate": model.sample_rate,
-        "audio_length": model.audio_length, "hop_length": model.hop_length,
-        "embedding": "mean of the chunk representations (512-d)", "files": len(paths), "rows": len(rows),
-        "chunk_embeddings": CHUNKS if chunk_embeddings else None,
-        "failed": [{"path": str(paths[i]), "reason": failed[i].removeprefix(f"{shown(paths[i])}: ")}
-                   for i in sorted(failed)]})
+    write_json(
+        out_dir / META,
+        {
+            "checkpoint": model.source,
+            "model": model.fingerprint,
+            "sample_rate": model.sample_rate,
+            "audio_length": model.audio_length,
+            "hop_length": model.hop_length,
+            "embedding": "mean of the chunk representations (512-d)",
+            "files": len(paths),
+            "rows": len(rows),
+            "chunk_embeddings": CHUNKS if chunk_embeddings else None,
+            "failed": [
+                {"path": str(paths[i]), "reason": failed[i].removeprefix(f"{shown(paths[i])}: ")}
+                for i in sorted(failed)
+            ],
+        },
+    )

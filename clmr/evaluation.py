@@ -1,25 +1,15 @@
-"""Scores of a probe, as pure functions on arrays: chunks, track-level averaging, tagging metrics, accuracy.
+"""Scores of a probe, as pure functions on arrays: track-level averaging, tagging metrics, accuracy.
 
-A test track is cut into consecutive non-overlapping chunks of `audio_length` samples (a track
-shorter than one chunk is one zero-padded chunk); the head scores every chunk, and the track's
-score is the mean of its chunks' sigmoid (multi-label) or softmax (single-label) outputs.
+A test track is cut into consecutive non-overlapping chunks (`clmr.chunking.chunk_starts`); the head
+scores every chunk, and the track's score is the mean of its chunks' sigmoid (multi-label) or softmax
+(single-label) outputs.
 """
+
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
-
-from clmr.config import ConfigError
-
-
-def chunk_starts(frames: int, audio_length: int) -> list[int]:
-    """Start samples of the consecutive non-overlapping chunks of a track; one (padded) chunk if it is short.
-
-    A remainder shorter than `audio_length` at the end of a track is not scored.
-    """
-    return [k * audio_length for k in range(max(frames // audio_length, 1))]
 
 
 def probabilities(logits: np.ndarray, multilabel: bool) -> np.ndarray:
@@ -52,11 +42,15 @@ def tagging_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: list[str
     A tag without a positive (or without a negative) example in `y_true` has no ROC-AUC: it is
     left out of the macro averages and listed under `skipped_tags` with the reason.
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score  # heavy: imported when metrics are asked for
+
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
     if y_true.shape != y_score.shape or y_true.ndim != 2 or y_true.shape[1] != len(tag_names):
-        raise ValueError(f"expected labels and scores of shape (tracks, {len(tag_names)} tags), "
-                         f"got {y_true.shape} and {y_score.shape}")
+        raise ValueError(
+            f"expected labels and scores of shape (tracks, {len(tag_names)} tags), "
+            f"got {y_true.shape} and {y_score.shape}"
+        )
     per_tag: dict[str, dict] = {}
     skipped: list[dict] = []
     for k, tag in enumerate(tag_names):
@@ -67,9 +61,11 @@ def tagging_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: list[str
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            per_tag[tag] = {"roc_auc": float(roc_auc_score(y_true[:, k] > 0.5, y_score[:, k])),
-                            "pr_auc": float(average_precision_score(y_true[:, k] > 0.5, y_score[:, k])),
-                            "positives": positives}
+            per_tag[tag] = {
+                "roc_auc": float(roc_auc_score(y_true[:, k] > 0.5, y_score[:, k])),
+                "pr_auc": float(average_precision_score(y_true[:, k] > 0.5, y_score[:, k])),
+                "positives": positives,
+            }
     scored = list(per_tag.values())
     return {
         "roc_auc": float(np.mean([t["roc_auc"] for t in scored])) if scored else float("nan"),
@@ -103,7 +99,7 @@ def track_metrics(labels: np.ndarray, scores: np.ndarray, tag_names: list[str], 
 def label_fraction_tracks(n_tracks: int, fraction: float, seed: int) -> np.ndarray:
     """The (sorted) indices of a seeded random `fraction` of `n_tracks` training tracks; at least one."""
     if not 0 < fraction <= 1:
-        raise ConfigError(f"--finetuner_label_fraction {fraction}: expected a fraction in (0, 1]")
+        raise ValueError(f"label fraction {fraction}: expected a fraction in (0, 1]")
     if fraction == 1:
         return np.arange(n_tracks)
     n = min(max(int(round(fraction * n_tracks)), 1), n_tracks)

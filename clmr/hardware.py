@@ -1,17 +1,97 @@
-"""Whether the accelerator, devices, strategy and precision a config asks for can run on this machine.
+"""The hardware a config asks for: what it means (`hardware`, `on_gpu`, `device_of`: the one place that decides
+whether a run is on a GPU), and whether this machine can run it (`check_hardware`).
 
 Checked when the config is read, before any data is generated or loaded: a GPU asked for on a machine
 without one is one line, not a Lightning traceback minutes later. torch and Lightning are imported only
 when something other than `auto` is asked for.
 """
+
 from __future__ import annotations
 
+import os
+from argparse import Namespace
 from importlib.util import find_spec
 from typing import Any
 
+from clmr.config import ConfigError
 from clmr.rules import Refused
 
 TRANSFORMER_ENGINE = "transformer-engine"  # Lightning's precisions of that name need the transformer_engine package
+
+
+def parse_devices(devices: str | int) -> str | int | list[int]:
+    """`auto`, a count (`2`), or a list of device ids (`0,1`)."""
+    text = str(devices).strip()
+    if text == "auto":
+        return text
+    try:
+        if "," in text:
+            return [int(d) for d in text.split(",") if d.strip()]
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--devices {devices!r}: expected auto, a number, or a list like 0,1") from None
+
+
+def hardware(cfg: Namespace) -> dict[str, Any]:
+    """Accelerator, devices and nodes; the original `--gpus N` means accelerator gpu on N devices."""
+    accelerator, _ = requested_accelerator(vars(cfg))
+    devices = cfg.gpus if cfg.gpus > 0 else parse_devices(cfg.devices)
+    return {"accelerator": accelerator, "devices": devices, "num_nodes": cfg.num_nodes}
+
+
+def on_gpu(hw: dict[str, Any]) -> bool:
+    """Whether a run on `hardware(cfg)` runs on CUDA GPUs (accelerator auto picks them when there are any)."""
+    import torch
+
+    return hw["accelerator"] in ("gpu", "cuda") or (hw["accelerator"] == "auto" and torch.cuda.is_available())
+
+
+def training_on_gpu(cfg: Namespace) -> bool:
+    """Whether the Trainer built from `cfg` trains on CUDA GPUs (accelerator auto picks them when there are any)."""
+    return on_gpu(hardware(cfg))
+
+
+def device_of(cfg: Namespace):
+    """The torch device of a one-process stage (the probe, predict.py): CUDA when the config runs on a GPU."""
+    import torch
+
+    hw = hardware(cfg)
+    if on_gpu(hw):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--accelerator {hw['accelerator']}: no CUDA device on this machine")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def pin_memory(cfg: Namespace) -> bool:
+    """Page-locked batches make host-to-GPU copies asynchronous: worth it only when training runs on a GPU."""
+    import torch
+
+    return torch.cuda.is_available() and training_on_gpu(cfg)
+
+
+def num_workers(cfg: Namespace) -> int:
+    """`--workers N`, or for -1 (auto): none when training on the CPU, where workers would take cores
+    from the model (reading the crops by seeking costs about 1% of a step there); on GPUs the cores
+    this process may use, shared among this node's GPUs, less one for the main process, at most 8."""
+    if cfg.workers >= 0:
+        return cfg.workers
+    if not training_on_gpu(cfg):
+        return 0
+    import torch
+
+    devices = hardware(cfg)["devices"]
+    if isinstance(devices, list):
+        per_node = len(devices)
+    elif isinstance(devices, int) and devices > 0:
+        per_node = devices
+    else:
+        per_node = max(torch.cuda.device_count(), 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_AUTO_WORKERS, cores // per_node - 1))
 
 
 def requested_accelerator(values: dict[str, Any]) -> tuple[str, str]:
@@ -34,8 +114,10 @@ def check_hardware(values: dict[str, Any]) -> None:
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if accelerator in ("gpu", "cuda"):
         if not cuda and not (accelerator == "gpu" and mps):
-            raise Refused("GPU requested, but no CUDA GPU is visible on this machine "
-                          "(torch.cuda.is_available() is False)", key=key)
+            raise Refused(
+                "GPU requested, but no CUDA GPU is visible on this machine (torch.cuda.is_available() is False)",
+                key=key,
+            )
         if cuda:
             _check_gpu_count(values, key, torch.cuda.device_count())
     elif accelerator not in ("auto", "cpu"):
@@ -56,10 +138,13 @@ def _check_gpu_count(values: dict[str, Any], key: str, visible: int) -> None:
     if "," in devices:
         ids = [int(d) for d in devices.split(",") if d.strip()]
         if max(ids) >= visible:
-            raise Refused(f"GPU {max(ids)} requested, but {visible} GPU(s) are visible (ids 0-{visible - 1})",
-                          key="devices")
+            raise Refused(
+                f"GPU {max(ids)} requested, but {visible} GPU(s) are visible (ids 0-{visible - 1})", key="devices"
+            )
     elif int(devices) > visible:
-        raise Refused(f"{devices} GPUs requested, but {visible} are visible", key="gpus" if key == "gpus" else "devices")
+        raise Refused(
+            f"{devices} GPUs requested, but {visible} are visible", key="gpus" if key == "gpus" else "devices"
+        )
 
 
 def _check_available(accelerator: str, key: str) -> None:

@@ -11,6 +11,7 @@ out of that resample's macro average, as the point estimate leaves out such a ta
 no tag can be scored is dropped). The paired difference scores both encoders on the SAME resamples,
 so what the two share (which tracks happen to be hard) cancels out of the difference.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -40,12 +41,12 @@ def resample_counts(draws: np.ndarray, n_tracks: int) -> np.ndarray:
 def _sorted_by_score(y_true: np.ndarray, y_score: np.ndarray, counts: np.ndarray, descending: bool):
     """Per tag, the tracks in score order: labels (K, T), weights (R, K, T), and where each run of tied scores
     starts and ends (K, T)."""
-    y = (np.asarray(y_true) > 0.5).T            # (K, T)
+    y = (np.asarray(y_true) > 0.5).T  # (K, T)
     s = np.asarray(y_score, dtype=np.float64).T
     order = np.argsort(-s if descending else s, axis=1, kind="stable")
     s_sorted = np.take_along_axis(s, order, axis=1)
     y_sorted = np.take_along_axis(y, order, axis=1)
-    w = counts[:, order].astype(np.float64)     # (R, K, T)
+    w = counts[:, order].astype(np.float64)  # (R, K, T)
     first = np.ones(s_sorted.shape, dtype=bool)
     first[:, 1:] = s_sorted[:, 1:] != s_sorted[:, :-1]
     last = np.ones(s_sorted.shape, dtype=bool)
@@ -60,7 +61,7 @@ def _run_totals(values: np.ndarray, first: np.ndarray, last: np.ndarray) -> tupl
     if first.all():  # no tied scores (the usual case of a probe's probabilities): every run is one track
         return before, values
     T = values.shape[-1]
-    start = np.maximum.accumulate(np.where(first, np.arange(T), 0), axis=-1)          # (K, T)
+    start = np.maximum.accumulate(np.where(first, np.arange(T), 0), axis=-1)  # (K, T)
     end = np.minimum.accumulate(np.where(last, np.arange(T), T - 1)[..., ::-1], axis=-1)[..., ::-1]
     start = np.broadcast_to(start, values.shape)
     end = np.broadcast_to(end, values.shape)
@@ -103,8 +104,9 @@ def one_hot_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
-def resampled_metrics(labels: np.ndarray, scores: np.ndarray, multilabel: bool,
-                      draws: np.ndarray) -> dict[str, np.ndarray]:
+def resampled_metrics(
+    labels: np.ndarray, scores: np.ndarray, multilabel: bool, draws: np.ndarray
+) -> dict[str, np.ndarray]:
     """Each macro metric on each resample `draws[r]` (track indices): {"roc_auc": (resamples,), ...}.
 
     A tag with one class in a resample is left out of that resample's macro average; a resample with no
@@ -121,7 +123,7 @@ def resampled_metrics(labels: np.ndarray, scores: np.ndarray, multilabel: bool,
         out["accuracy"] = [(scores.argmax(axis=1) == labels)[draws].mean(axis=1)]
     step = max(1, CHUNK_ELEMENTS // max(targets.size, 1))
     for first in range(0, len(draws), step):
-        counts = resample_counts(draws[first:first + step], len(labels))
+        counts = resample_counts(draws[first : first + step], len(labels))
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of a resample with no scorable tag: NaN
             out["roc_auc"].append(np.nanmean(weighted_roc_auc(targets, scores, counts), axis=1))
@@ -140,8 +142,9 @@ def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> t
     return float(lo), float(hi)
 
 
-def metric_intervals(labels: np.ndarray, scores: np.ndarray, multilabel: bool, draws: np.ndarray,
-                     confidence: float = CONFIDENCE) -> dict[str, tuple[float, float]]:
+def metric_intervals(
+    labels: np.ndarray, scores: np.ndarray, multilabel: bool, draws: np.ndarray, confidence: float = CONFIDENCE
+) -> dict[str, tuple[float, float]]:
     """The bootstrap percentile interval of each macro metric (ROC-AUC, PR-AUC; accuracy for single-label data).
 
     A metric that no resample could score is left out (never NaN)."""
@@ -153,8 +156,14 @@ def metric_intervals(labels: np.ndarray, scores: np.ndarray, multilabel: bool, d
     return out
 
 
-def paired_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, multilabel: bool,
-                      draws: np.ndarray, confidence: float = CONFIDENCE) -> dict[str, dict]:
+def paired_difference(
+    labels: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    multilabel: bool,
+    draws: np.ndarray,
+    confidence: float = CONFIDENCE,
+) -> dict[str, dict]:
     """Metric of encoder A minus encoder B on the same test tracks, with a bootstrap interval from the SAME
     resamples for both: {"roc_auc": {"difference": d, "ci": [lo, hi], "excludes_zero": bool}, ...}.
 
@@ -171,13 +180,21 @@ def paired_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.nda
         interval = percentile_interval(boot_a[key] - boot_b[key], confidence)
         if interval is None or not np.isfinite(point):
             continue
-        out[key] = {"difference": point, "ci": [interval[0], interval[1]],
-                    "excludes_zero": bool(interval[0] > 0 or interval[1] < 0)}
+        out[key] = {
+            "difference": point,
+            "ci": [interval[0], interval[1]],
+            "excludes_zero": bool(interval[0] > 0 or interval[1] < 0),
+        }
     return out
 
 
-def verdict(name: str, entry: dict, confidence: float = CONFIDENCE, a: str = "the pre-trained encoder",
-            b: str = "the random encoder") -> str:
+def verdict(
+    name: str,
+    entry: dict,
+    confidence: float = CONFIDENCE,
+    a: str = "the pre-trained encoder",
+    b: str = "the random encoder",
+) -> str:
     """One sentence: the difference, its interval, and whether the interval excludes zero."""
     lo, hi = entry["ci"]
     span = f"{100 * entry['difference']:+.1f} points, {confidence:.0%} interval [{100 * lo:+.1f}, {100 * hi:+.1f}]"

@@ -13,6 +13,7 @@ and Python random streams are restored afterwards, so a run trains to the same w
     scores = knn_scores(train_features, train_targets, valid_features, k=20)
     metrics = online_metrics(valid_targets, scores, tags, multilabel)   # {"roc_auc": ..., "pr_auc": ...}
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,9 +22,8 @@ import logging
 import random
 import time
 import warnings
-from argparse import Namespace
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -38,10 +38,10 @@ from clmr.representations import calibrate_batchnorm, crop_plan, encode
 log = logging.getLogger(__name__)
 
 METHODS = ("knn", "linear", "none")
-KNN_TEMPERATURE = 0.07      # solo-learn's WeightedKNNClassifier: votes weighted by exp(cosine similarity / T)
-LINEAR_C = 1.0              # inverse L2 strength of the logistic-regression probe (sklearn's default)
+KNN_TEMPERATURE = 0.07  # solo-learn's WeightedKNNClassifier: votes weighted by exp(cosine similarity / T)
+LINEAR_C = 1.0  # inverse L2 strength of the logistic-regression probe (sklearn's default)
 LINEAR_MAX_ITER = 200
-SUBSET_SEED_OFFSET = 7919   # the fixed training subset is drawn from seed + this, apart from other seeded draws
+SUBSET_SEED_OFFSET = 7919  # the fixed training subset is drawn from seed + this, apart from other seeded draws
 
 
 # -- pure functions ---------------------------------------------------------------------------------
@@ -54,8 +54,14 @@ def fixed_crops(dataset: AudioDataset, n_tracks: int, seed: int) -> tuple[np.nda
     return tracks, starts
 
 
-def embed_crops(encoder: nn.Module, dataset: AudioDataset, tracks: np.ndarray, starts: np.ndarray,
-                batch_size: int, device: str | torch.device = "cpu") -> torch.Tensor:
+def embed_crops(
+    encoder: nn.Module,
+    dataset: AudioDataset,
+    tracks: np.ndarray,
+    starts: np.ndarray,
+    batch_size: int,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
     """The encoder's (n, 512) features of the crops (tracks[i], starts[i]): eval mode, no gradients.
 
     The encoder is left in eval mode; `OnlineEvaluation` restores the mode it had."""
@@ -71,8 +77,15 @@ def _multi_hot(targets: np.ndarray, n_classes: int, multilabel: bool) -> np.ndar
     return np.asarray(targets, dtype=np.float64) if multilabel else one_hot(targets, n_classes).astype(np.float64)
 
 
-def knn_scores(train_features: torch.Tensor, train_targets: np.ndarray, query_features: torch.Tensor, k: int,
-               n_classes: int, multilabel: bool, temperature: float = KNN_TEMPERATURE) -> np.ndarray:
+def knn_scores(
+    train_features: torch.Tensor,
+    train_targets: np.ndarray,
+    query_features: torch.Tensor,
+    k: int,
+    n_classes: int,
+    multilabel: bool,
+    temperature: float = KNN_TEMPERATURE,
+) -> np.ndarray:
     """Cosine kNN: each query's (n_classes,) scores are its k nearest training examples' labels, weighted by
     exp(similarity / temperature) and normalised to sum to one over the neighbours (per tag: the weighted
     fraction of neighbours that have it; single-label: the weighted vote of each class)."""
@@ -86,8 +99,13 @@ def knn_scores(train_features: torch.Tensor, train_targets: np.ndarray, query_fe
     return scores.numpy()
 
 
-def linear_scores(train_features: torch.Tensor, train_targets: np.ndarray, query_features: torch.Tensor,
-                  n_classes: int, multilabel: bool) -> np.ndarray:
+def linear_scores(
+    train_features: torch.Tensor,
+    train_targets: np.ndarray,
+    query_features: torch.Tensor,
+    n_classes: int,
+    multilabel: bool,
+) -> np.ndarray:
     """A logistic-regression probe (sklearn, standardised features) fitted on the training features: per-tag
     probabilities (multi-label: one binary probe per tag) or class probabilities. A tag or class absent from
     the training subset scores its training frequency (0 or 1)."""
@@ -137,7 +155,7 @@ class RandomState:
     python: tuple
 
     @classmethod
-    def capture(cls) -> "RandomState":
+    def capture(cls) -> RandomState:
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
         return cls(torch.get_rng_state(), cuda, np.random.get_state(), random.getstate())
 
@@ -177,7 +195,7 @@ class OnlineSplit:
     starts: np.ndarray
 
     @classmethod
-    def of(cls, dataset: AudioDataset, n_tracks: int, seed: int) -> "OnlineSplit":
+    def of(cls, dataset: AudioDataset, n_tracks: int, seed: int) -> OnlineSplit:
         return cls(dataset, *fixed_crops(dataset, n_tracks, seed))
 
     @property
@@ -185,16 +203,24 @@ class OnlineSplit:
         return targets_of(self.dataset, self.tracks)
 
 
-def evaluate_encoder(encoder: nn.Module, train: OnlineSplit, valid: OnlineSplit, method: str = "knn", k: int = 10,
-                     batch_size: int = 64, device: str | torch.device = "cpu",
-                     calibrate: bool = False) -> dict[str, float]:
+def evaluate_encoder(
+    encoder: nn.Module,
+    train: OnlineSplit,
+    valid: OnlineSplit,
+    method: str = "knn",
+    k: int = 10,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    calibrate: bool = False,
+) -> dict[str, float]:
     """The online metrics of `encoder`: its valid crops classified from its training crops (kNN or linear).
 
     `calibrate`: first give a copy of the encoder BatchNorm statistics of the training crops (a random
     encoder). The encoder is left in eval mode; wrap the call in `undisturbed` to leave training as it was."""
     if calibrate:
-        encoder = calibrate_batchnorm(copy.deepcopy(encoder), train.dataset, train.tracks, train.starts, batch_size,
-                                      device)
+        encoder = calibrate_batchnorm(
+            copy.deepcopy(encoder), train.dataset, train.tracks, train.starts, batch_size, device
+        )
     with torch.no_grad():
         feats = [embed_crops(encoder, s.dataset, s.tracks, s.starts, batch_size, device) for s in (train, valid)]
     if not all(torch.isfinite(f).all() for f in feats):  # NaN weights: the training guards stop the run, not us
@@ -219,33 +245,51 @@ class OnlineEvaluation(Callback):
     linear evaluation's random baseline: at its initial statistics its output hardly depends on its input).
     """
 
-    def __init__(self, train: OnlineSplit, valid: OnlineSplit, method: str = "knn", every_n_epochs: int = 1,
-                 k: int = 10, batch_size: int = 64,
-                 encoder_of: Callable[[LightningModule], nn.Module] = lambda m: m.model.encoder):
+    def __init__(
+        self,
+        train: OnlineSplit,
+        valid: OnlineSplit,
+        method: str = "knn",
+        every_n_epochs: int = 1,
+        k: int = 10,
+        batch_size: int = 64,
+        encoder_of: Callable[[LightningModule], nn.Module] = lambda m: m.model.encoder,
+    ):
         if method not in METHODS[:-1]:
             raise ValueError(f"online evaluation method {method!r}: expected knn or linear")
         self.train, self.valid, self.method = train, valid, method
         self.every_n_epochs, self.k, self.batch_size, self.encoder_of = every_n_epochs, k, batch_size, encoder_of
-        self.history: list[tuple[int, dict[str, float]]] = []   # (global step, metrics) of every evaluation
+        self.history: list[tuple[int, dict[str, float]]] = []  # (global step, metrics) of every evaluation
         self.seconds: list[float] = []
         self.epoch_seconds: list[float] = []
         self._epoch_began: float | None = None
-        self._at_step_zero = 0                                  # 1 once the random-init point was evaluated
+        self._at_step_zero = 0  # 1 once the random-init point was evaluated
 
     def describe(self) -> str:
-        return (f"online evaluation: {self.method} on {self.valid.dataset.name}/valid ({len(self.valid.tracks)} "
-                f"tracks) against {len(self.train.tracks)} training tracks, one crop each")
+        return (
+            f"online evaluation: {self.method} on {self.valid.dataset.name}/valid ({len(self.valid.tracks)} "
+            f"tracks) against {len(self.train.tracks)} training tracks, one crop each"
+        )
 
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
         """Embed, classify, score and log now; returns the metrics."""
         began = time.perf_counter()
         with undisturbed(pl_module), trainer.precision_plugin.forward_context():
-            metrics = evaluate_encoder(self.encoder_of(pl_module), self.train, self.valid, self.method, self.k,
-                                       self.batch_size, pl_module.device, calibrate=trainer.global_step == 0)
+            metrics = evaluate_encoder(
+                self.encoder_of(pl_module),
+                self.train,
+                self.valid,
+                self.method,
+                self.k,
+                self.batch_size,
+                pl_module.device,
+                calibrate=trainer.global_step == 0,
+            )
         self.history.append((trainer.global_step, metrics))
         if trainer.logger is not None and metrics:
-            trainer.logger.log_metrics({f"Online/{METRIC_NAMES[k]}": v for k, v in metrics.items()},
-                                       step=trainer.global_step)
+            trainer.logger.log_metrics(
+                {f"Online/{METRIC_NAMES[k]}": v for k, v in metrics.items()}, step=trainer.global_step
+            )
         self.seconds.append(time.perf_counter() - began)
         return metrics
 
@@ -270,37 +314,14 @@ class OnlineEvaluation(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self.epoch_seconds and len(self.seconds) > self._at_step_zero:
-            print(cost_line(self.seconds[self._at_step_zero:], self.epoch_seconds), flush=True)
+            print(cost_line(self.seconds[self._at_step_zero :], self.epoch_seconds), flush=True)
 
 
 def cost_line(eval_seconds: list[float], epoch_seconds: list[float]) -> str:
     """The cost of an online evaluation (the median, not counting the random-init point) in seconds and as a
     share of the median training epoch (training and validation steps)."""
     each, epoch = float(np.median(eval_seconds)), float(np.median(epoch_seconds))
-    return (f"online evaluation: {each:.1f} s per evaluation (median of {len(eval_seconds)}), "
-            f"{100 * each / epoch:.1f} % of a pre-training epoch ({epoch:.1f} s, median of {len(epoch_seconds)})")
-
-
-# -- from the config ----------------------------------------------------------------------------------
-def online_evaluation_from_config(cfg: Namespace, train: AudioDataset, valid: AudioDataset) -> OnlineEvaluation | None:
-    """The callback for main.py's pre-training: on --dataset's own train/valid splits when they are labelled,
-    else on --online_eval_dataset's (from --online_eval_dataset_dir, default --dataset_dir); None when off."""
-    from clmr.config import ConfigError
-    from clmr.datasets import dataset_from_config
-
-    if cfg.online_eval == "none":
-        return None
-    if cfg.online_eval_dataset and cfg.online_eval_dataset != cfg.dataset:
-        other = Namespace(**{**vars(cfg), "dataset": cfg.online_eval_dataset,
-                             "dataset_dir": cfg.online_eval_dataset_dir or cfg.dataset_dir})
-        train, valid = dataset_from_config(other, "train"), dataset_from_config(other, "valid")
-        if not train.labelled:
-            raise ConfigError(f"--online_eval_dataset {cfg.online_eval_dataset}: has no labels; expected a labelled "
-                              f"dataset (synthetic, magnatagatune, msd, gtzan, librispeech)")
-    elif not train.labelled:
-        print(f"online evaluation off: --dataset {cfg.dataset} has no labels (watch a labelled one with "
-              f"--online_eval_dataset, e.g. gtzan)", flush=True)
-        return None
-    return OnlineEvaluation(OnlineSplit.of(train, cfg.online_eval_train_tracks, cfg.seed),
-                            OnlineSplit.of(valid, len(valid), cfg.seed), cfg.online_eval,
-                            cfg.online_eval_every_n_epochs, cfg.online_eval_k, cfg.finetuner_batch_size)
+    return (
+        f"online evaluation: {each:.1f} s per evaluation (median of {len(eval_seconds)}), "
+        f"{100 * each / epoch:.1f} % of a pre-training epoch ({epoch:.1f} s, median of {len(epoch_seconds)})"
+    )

@@ -1,7 +1,7 @@
 """Linear evaluation of a frozen encoder, end to end: representations, head, track-level test scores, outputs.
 
     probe = run_probe(cfg, encoder_from_config(cfg))
-    print(format_results(probe))
+    print(format_results(probe))                 # clmr.probe_outputs: what a person reads
 
 Training protocols (`--finetuner_protocol`):
 
@@ -16,6 +16,7 @@ Outputs, under `<log_dir>/<run_name>/` (run name `linear_<dataset>` unless --run
 (TensorBoard: head curves, test scores, the per-tag figure, and the test tracks' embeddings in
 the projector with their tags).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -25,9 +26,10 @@ import json
 import logging
 import time
 from argparse import Namespace
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,21 +38,20 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from clmr.atomic import check_writable, write_json
-from clmr.checkpoints import RANDOM, CheckpointError, file_sha256, head_state_dict, load_encoder
+from clmr.checkpoints import RANDOM, CheckpointError, file_sha256, head_state_dict, load_encoder, load_head
 from clmr.config import ConfigError
 from clmr.datasets import dataset_from_config, layout_lines
 from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.evaluation import label_fraction_tracks, probabilities, track_level_scores, track_metrics
 from clmr.filenames import shown
-from clmr.intervals import METRIC_NAMES
-from clmr.models import N_FEATURES, SampleCNN
+from clmr.hardware import device_of
+from clmr.models import SampleCNN
 from clmr.modules.linear_evaluation import LinearEvaluation
-from clmr.plots import per_tag_figure, save_figure
-from clmr.representations import (Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint,
-                                   representations)
-from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, hardware, run_name
-from clmr.uncertainty import (TEST_SCORES, bootstrap_info, bootstrap_note, comparison_lines, interval_text, metric_cis,
-                              save_track_scores)
+from clmr.probe_outputs import format_comparison, format_results, padded_tracks, write_outputs  # noqa: F401 (format_*: re-exported)
+from clmr.representations import Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint, representations
+from clmr.stages import linear_module
+from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, run_name
+from clmr.uncertainty import TEST_SCORES, bootstrap_info, metric_cis, save_track_scores
 
 log = logging.getLogger(__name__)
 
@@ -74,29 +75,41 @@ class Encoder:
 
 def encoder_from_config(cfg: Namespace) -> Encoder:
     """The encoder of --checkpoint_path: a checkpoint file, or `random` (initialised from --seed)."""
-    path = cfg.checkpoint_path
-    if not path:
-        raise ConfigError("--checkpoint_path is required: a pre-training checkpoint (e.g. "
-                          "runs/pretrain_synthetic/checkpoints/last.ckpt), or `random` for a randomly "
-                          "initialised encoder (the baseline)")
-    if path == RANDOM:
-        return random_encoder(cfg.seed)
-    model = load_encoder(path)
+    if not cfg.checkpoint_path:
+        raise ConfigError(
+            "--checkpoint_path is required: a pre-training checkpoint (e.g. "
+            "runs/pretrain_synthetic/checkpoints/last.ckpt), or `random` for a randomly "
+            "initialised encoder (the baseline)"
+        )
+    return probe_encoder(
+        cfg.checkpoint_path, cfg.seed, {"sample_rate": cfg.sample_rate, "audio_length": cfg.audio_length}
+    )
+
+
+def probe_encoder(path: str, seed: int = 0, probe_audio: dict | None = None) -> Encoder:
+    """The encoder of a checkpoint file, or for `random` a randomly initialised SampleCNN (from `seed`; see
+    `clmr.checkpoints.random_encoder`), which `run_probe` gives BatchNorm statistics of the training audio.
+    A checkpoint pre-trained on other `probe_audio` settings (sample_rate, audio_length) is warned about."""
+    model = load_encoder(path, seed=seed)
+    if str(path) == RANDOM:
+        # The initialisation is torch's: another torch version may draw other weights from the same seed.
+        return Encoder(
+            model,
+            f"random-seed{seed}-torch{torch.__version__}",
+            f"random init (seed {seed})",
+            {"checkpoint_path": RANDOM, "seed": seed, "format": RANDOM},
+        )
     sha = file_sha256(path)
-    for key in ("sample_rate", "audio_length"):
+    for key, value in (probe_audio or {}).items():
         trained = model.checkpoint_hparams.get(key)
-        if trained is not None and trained != getattr(cfg, key):
-            log.warning("the encoder was pre-trained with %s %s, the probe uses --%s %s", key, trained, key,
-                        getattr(cfg, key))
-    return Encoder(model, f"sha256:{sha}", str(path),
-                   {"checkpoint_path": str(path), "sha256": sha, "format": model.checkpoint_format})
-
-
-def random_encoder(seed: int) -> Encoder:
-    """A randomly initialised SampleCNN; `run_probe` gives it BatchNorm statistics of the training audio."""
-    # The initialisation is torch's: another torch version may draw other weights from the same seed.
-    return Encoder(load_encoder(RANDOM, seed=seed), f"random-seed{seed}-torch{torch.__version__}",
-                   f"random init (seed {seed})", {"checkpoint_path": RANDOM, "seed": seed, "format": RANDOM})
+        if trained is not None and trained != value:
+            log.warning("the encoder was pre-trained with %s %s, the probe uses --%s %s", key, trained, key, value)
+    return Encoder(
+        model,
+        f"sha256:{sha}",
+        str(path),
+        {"checkpoint_path": str(path), "sha256": sha, "format": model.checkpoint_format},
+    )
 
 
 def with_batchnorm_from(encoder: Encoder, train: AudioDataset, cfg: Namespace, device: torch.device) -> Encoder:
@@ -110,8 +123,9 @@ def with_batchnorm_from(encoder: Encoder, train: AudioDataset, cfg: Namespace, d
     """
     tracks, starts = crop_plan(train, "crop", cfg.seed)
     if len(tracks) < 2:
-        raise DatasetError(f"{train.describe()}: a random encoder needs at least 2 training tracks for its "
-                           f"BatchNorm statistics")
+        raise DatasetError(
+            f"{train.describe()}: a random encoder needs at least 2 training tracks for its BatchNorm statistics"
+        )
     pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(tracks))[:CALIBRATION_CROPS])
     data = hashlib.sha256(json.dumps(dataset_fingerprint(train), sort_keys=True).encode()).hexdigest()[:16]
     model = encoder.model
@@ -122,24 +136,31 @@ def with_batchnorm_from(encoder: Encoder, train: AudioDataset, cfg: Namespace, d
         return calibrate_batchnorm(model, train, tracks[pick], starts[pick], cfg.finetuner_batch_size, device)
 
     note = f"BatchNorm statistics from {len(pick)} training crops"
-    return Encoder(calibrated, f"{encoder.id}-bn{len(pick)}-{data}", f"{encoder.label[:-1]}, {note})",
-                   {**encoder.info, "batchnorm": note})
+    return Encoder(
+        calibrated,
+        f"{encoder.id}-bn{len(pick)}-{data}",
+        f"{encoder.label[:-1]}, {note})",
+        {**encoder.info, "batchnorm": note},
+    )
 
 
 def check_config(cfg: Namespace) -> None:
     if cfg.finetuner_protocol not in PROTOCOLS:
         raise ConfigError(f"--finetuner_protocol {cfg.finetuner_protocol!r}: expected clmr or chunks")
     if cfg.audio_length != SampleCNN.receptive_field():
-        raise ConfigError(f"--audio_length {cfg.audio_length}: SampleCNN encodes crops of exactly "
-                          f"{SampleCNN.receptive_field()} samples")
+        raise ConfigError(
+            f"--audio_length {cfg.audio_length}: SampleCNN encodes crops of exactly "
+            f"{SampleCNN.receptive_field()} samples"
+        )
     if cfg.finetuner_batch_size < 1:
         raise ConfigError(f"--finetuner_batch_size {cfg.finetuner_batch_size}: expected a positive number")
-    label_fraction_tracks(1, cfg.finetuner_label_fraction, cfg.seed)  # checks the range
     if cfg.checkpoint_path and cfg.checkpoint_path != RANDOM:
         if Path(cfg.checkpoint_path).resolve().parent == checkpoint_dir(cfg, STAGE).resolve():
-            raise ConfigError(f"--run_name {run_name(cfg, STAGE)!r}: the probe's head checkpoints would overwrite "
-                              f"the encoder's in {checkpoint_dir(cfg, STAGE)}; pass another --run_name "
-                              f"(e.g. {run_name(cfg, STAGE)}_linear)")
+            raise ConfigError(
+                f"--run_name {run_name(cfg, STAGE)!r}: the probe's head checkpoints would overwrite "
+                f"the encoder's in {checkpoint_dir(cfg, STAGE)}; pass another --run_name "
+                f"(e.g. {run_name(cfg, STAGE)}_linear)"
+            )
 
 
 def check_outputs(cfg: Namespace) -> None:
@@ -155,9 +176,11 @@ def check_finite_representations(reps: Representations, encoder: Encoder, where:
     bad = int((~torch.isfinite(reps.features)).any(dim=1).sum())
     if bad:
         source = shown(encoder.info.get("checkpoint_path", encoder.label))
-        raise CheckpointError(f"--checkpoint_path {source}: the encoder gave NaN or infinite representations for "
-                              f"{bad} of {len(reps)} crops of {where}; its weights are damaged (a run whose loss "
-                              f"became NaN?)")
+        raise CheckpointError(
+            f"--checkpoint_path {source}: the encoder gave NaN or infinite representations for "
+            f"{bad} of {len(reps)} crops of {where}; its weights are damaged (a run whose loss "
+            f"became NaN?)"
+        )
 
 
 def labelled_subsets(cfg: Namespace) -> dict[str, AudioDataset]:
@@ -165,18 +188,11 @@ def labelled_subsets(cfg: Namespace) -> dict[str, AudioDataset]:
     for line in layout_lines(*subsets.values()):
         print(line)
     if not subsets["train"].labelled:
-        raise DatasetError(f"--dataset {cfg.dataset} has no labels: linear evaluation needs a labelled dataset "
-                           f"(synthetic, magnatagatune, msd, gtzan, librispeech)")
+        raise DatasetError(
+            f"--dataset {cfg.dataset} has no labels: linear evaluation needs a labelled dataset "
+            f"(synthetic, magnatagatune, msd, gtzan, librispeech)"
+        )
     return subsets
-
-
-def device_of(cfg: Namespace) -> torch.device:
-    accelerator = hardware(cfg)["accelerator"]
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--accelerator {accelerator}: no CUDA device on this machine")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def cache_dir(cfg: Namespace) -> Path:
@@ -191,42 +207,53 @@ def _loader(dataset: AudioDataset, reps: Representations, batch_size: int, shuff
     return DataLoader(TensorDataset(reps.features, _labels(dataset, reps)), batch_size=batch_size, shuffle=shuffle)
 
 
-def train_head(cfg: Namespace, module: LinearEvaluation, subsets: dict, train: Representations,
-               valid: Representations) -> tuple[TensorBoardLogger, dict]:
+def train_head(
+    cfg: Namespace, module: LinearEvaluation, subsets: dict, train: Representations, valid: Representations
+) -> tuple[TensorBoardLogger, dict]:
     """Fit the head with early stopping on the valid loss, then keep its best (lowest valid loss) weights."""
     callbacks = checkpoint_callbacks(cfg, STAGE) + [early_stopping(cfg)]
     # The head is small: one process on one device, whatever --devices says for pre-training.
-    trainer = build_trainer(cfg, STAGE, callbacks, max_epochs=cfg.finetuner_max_epochs, devices=1, num_nodes=1,
-                            strategy="auto", sync_batchnorm=False, enable_progress_bar=False)
-    print(f"training the {'MLP' if cfg.finetuner_mlp else 'linear'} head on {len(train)} crops, validating on "
-          f"{len(valid)}: at most {cfg.finetuner_max_epochs} epochs, early stopping after "
-          f"{cfg.early_stopping_patience} without a lower valid loss", flush=True)
-    trainer.fit(module, _loader(subsets["train"], train, cfg.finetuner_batch_size, shuffle=True),
-                _loader(subsets["valid"], valid, cfg.finetuner_batch_size, shuffle=False))
+    trainer = build_trainer(
+        cfg,
+        STAGE,
+        callbacks,
+        max_epochs=cfg.finetuner_max_epochs,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        sync_batchnorm=False,
+        enable_progress_bar=False,
+    )
+    print(
+        f"training the {'MLP' if cfg.finetuner_mlp else 'linear'} head on {len(train)} crops, validating on "
+        f"{len(valid)}: at most {cfg.finetuner_max_epochs} epochs, early stopping after "
+        f"{cfg.early_stopping_patience} without a lower valid loss",
+        flush=True,
+    )
+    trainer.fit(
+        module,
+        _loader(subsets["train"], train, cfg.finetuner_batch_size, shuffle=True),
+        _loader(subsets["valid"], valid, cfg.finetuner_batch_size, shuffle=False),
+    )
     best = callbacks[0].best_model_path
     if best and Path(best).is_file():
         module.model.load_state_dict(head_state_dict(best))
     score = callbacks[0].best_model_score
-    return trainer.logger, {"trained": True, "epochs": trainer.current_epoch, "checkpoint": best or None,
-                            "best_valid_loss": float(score) if score is not None else None}
+    return trainer.logger, {
+        "trained": True,
+        "epochs": trainer.current_epoch,
+        "checkpoint": best or None,
+        "best_valid_loss": float(score) if score is not None else None,
+    }
 
 
-def load_head(cfg: Namespace, module: LinearEvaluation) -> tuple[TensorBoardLogger, dict]:
+def head_from_checkpoint(cfg: Namespace, module: LinearEvaluation) -> tuple[TensorBoardLogger, dict]:
     """The head of --finetuner_checkpoint_path instead of training one."""
     path = cfg.finetuner_checkpoint_path
-    state = head_state_dict(path)
-    mlp_file = any(k.startswith("2.") for k in state)
-    if mlp_file != bool(cfg.finetuner_mlp):
-        raise CheckpointError(f"--finetuner_checkpoint_path {path}: {'an MLP' if mlp_file else 'a linear'} head; "
-                              f"pass --finetuner_mlp {int(mlp_file)}")
-    expected = module.model.state_dict()
-    for key, value in expected.items():
-        if key not in state or tuple(state[key].shape) != tuple(value.shape):
-            found = tuple(state[key].shape) if key in state else "missing"
-            raise CheckpointError(f"--finetuner_checkpoint_path {path}: head weight {key} is {found}, expected "
-                                  f"{tuple(value.shape)} ({N_FEATURES} features -> {module.hparams.n_outputs} "
-                                  f"outputs of --dataset {cfg.dataset})")
-    module.model.load_state_dict({k: state[k] for k in expected})
+    head = load_head(
+        path, mlp=bool(cfg.finetuner_mlp), n_outputs=module.hparams.n_outputs, outputs_of=f" of --dataset {cfg.dataset}"
+    )
+    module.model.load_state_dict(head.state_dict())
     logger = TensorBoardLogger(save_dir=cfg.log_dir, name=run_name(cfg, STAGE), default_hp_metric=False)
     return logger, {"trained": False, "checkpoint": str(path), "sha256": file_sha256(path)}
 
@@ -252,9 +279,17 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
         encoder = with_batchnorm_from(encoder, train_set, cfg, device)
 
     def reps(subset: str, how: str) -> Representations:
-        extracted = representations(encoder.model, encoder.id, subsets[subset], how, seed=cfg.seed,
-                                    batch_size=cfg.finetuner_batch_size, cache_dir=cache_dir(cfg),
-                                    workers=cfg.workers, device=device)
+        extracted = representations(
+            encoder.model,
+            encoder.id,
+            subsets[subset],
+            how,
+            seed=cfg.seed,
+            batch_size=cfg.finetuner_batch_size,
+            cache_dir=cache_dir(cfg),
+            workers=cfg.workers,
+            device=device,
+        )
         check_finite_representations(extracted, encoder, f"{cfg.dataset}/{subset}")
         return extracted
 
@@ -263,9 +298,12 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
     train = train.of_tracks(used)
 
     seed_everything(cfg.seed, workers=True)
-    module = LinearEvaluation(cfg, N_FEATURES, len(tags), multilabel, tags)
-    logger, head = load_head(cfg, module) if cfg.finetuner_checkpoint_path else \
-        train_head(cfg, module, subsets, train, valid)
+    module = linear_module(cfg, len(tags), multilabel, tags)
+    logger, head = (
+        head_from_checkpoint(cfg, module)
+        if cfg.finetuner_checkpoint_path
+        else train_head(cfg, module, subsets, train, valid)
+    )
     module.cpu()
     scores = test_scores(module, test, multilabel)
     labels = np.asarray(test_set.targets)
@@ -286,21 +324,27 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
         "protocol": cfg.finetuner_protocol,
         "label_fraction": cfg.finetuner_label_fraction,
         "dataset": {
-            "name": cfg.dataset, "dataset_dir": str(cfg.dataset_dir), "multilabel": multilabel,
+            "name": cfg.dataset,
+            "dataset_dir": str(cfg.dataset_dir),
+            "multilabel": multilabel,
             "tags": tags,
             "splits": {
                 "train": {"tracks": len(train_set), "tracks_used": len(used), "crops": len(train)},
                 "valid": {"tracks": len(subsets["valid"]), "crops": len(valid)},
-                "test": {"tracks": len(test_set), "chunks": len(test),
-                         "padded_tracks": _padded(test_set)},
+                "test": {"tracks": len(test_set), "chunks": len(test), "padded_tracks": padded_tracks(test_set)},
             },
         },
-        "representations": {s: {"cached": r.cached, "seconds": round(r.seconds, 2),
-                                "file": str(r.cache_path) if r.cache_path else None}
-                            for s, r in (("train", train), ("valid", valid), ("test", test))},
-        "outputs": {"run_dir": str(run_dir), "results": str(run_dir / "results.json"),
-                    "per_tag_png": str(run_dir / "per_tag.png"), "test_scores": str(run_dir / TEST_SCORES),
-                    "tensorboard": logger.log_dir},
+        "representations": {
+            s: {"cached": r.cached, "seconds": round(r.seconds, 2), "file": str(r.cache_path) if r.cache_path else None}
+            for s, r in (("train", train), ("valid", valid), ("test", test))
+        },
+        "outputs": {
+            "run_dir": str(run_dir),
+            "results": str(run_dir / "results.json"),
+            "per_tag_png": str(run_dir / "per_tag.png"),
+            "test_scores": str(run_dir / TEST_SCORES),
+            "tensorboard": logger.log_dir,
+        },
         "seconds": 0.0,
         "config": vars(cfg),
     }
@@ -309,84 +353,3 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
     results["seconds"] = round(time.perf_counter() - began, 1)
     write_json(run_dir / "results.json", results)
     return results
-
-
-def _padded(dataset: AudioDataset) -> int:
-    return sum(1 for i in range(len(dataset)) if dataset.num_frames(i) < dataset.audio_length)
-
-
-def write_outputs(results: dict, logger: TensorBoardLogger, test: Representations, test_set: AudioDataset,
-                  scores: np.ndarray) -> None:
-    """per_tag.png, and in TensorBoard the test scores, the per-tag figure and the test tracks' embeddings."""
-    title = (f"{results['encoder']['label']}: {results['head']['type']} probe on {results['dataset']['name']}/test "
-             f"({results['dataset']['splits']['test']['tracks']} tracks)")
-    fig = per_tag_figure(results["per_tag"], title, results["skipped_tags"], len(test_set))
-    save_figure(fig, results["outputs"]["per_tag_png"], close=False)
-    writer = logger.experiment
-    writer.add_figure("Test/per-tag scores", fig, close=True)
-    for name, value in results["metrics"].items():
-        if np.isfinite(value):
-            writer.add_scalar(f"Test/{name}", value)
-    tags = results["dataset"]["tags"]
-    metadata = [[_clean(test_set.files[i].name), _clean(_tags_of(test_set, i, tags)), _clean(tags[int(scores[i].argmax())])]
-                for i in range(len(test_set))]
-    writer.add_embedding(test.track_means(), metadata=metadata, metadata_header=["track", "tags", "predicted"],
-                         tag="test_tracks")  # each point: the mean of a test track's chunk representations
-    writer.flush()
-
-
-def _tags_of(dataset: AudioDataset, idx: int, tags: list[str]) -> str:
-    target = np.asarray(dataset.targets[idx])
-    if target.ndim == 0:
-        return tags[int(target)]
-    return ", ".join(t for t, on in zip(tags, target) if on > 0.5) or "(none)"
-
-
-def _clean(text: str) -> str:
-    return " ".join(shown(text).split())  # the projector's metadata is tab-separated, one line per track
-
-
-# -- what a user reads --------------------------------------------------------------------------
-def format_results(results: dict) -> str:
-    """The metrics as a small table, the tags left out, and where each output is."""
-    splits, head = results["dataset"]["splits"], results["head"]
-    fraction = results["label_fraction"]
-    lines = [
-        f"Linear evaluation of {results['encoder']['label']}",
-        f"  head: {head['type']}" + (f", trained {head['epochs']} epochs" if head.get("trained") else
-                                     f", loaded from {head['checkpoint']}")
-        + f"; protocol {results['protocol']}; {fraction:.0%} of the labels ({splits['train']['tracks_used']} of "
-          f"{splits['train']['tracks']} training tracks)",
-        f"  test: {results['dataset']['name']}/test, {splits['test']['tracks']} tracks in {splits['test']['chunks']} "
-        f"chunks ({splits['test']['padded_tracks']} shorter than one chunk, zero-padded)",
-        "",
-        f"  {'metric':<10}{'score (%)':>10}  95% interval",
-    ]
-    cis = results.get("metrics_ci", {})
-    for key, value in results["metrics"].items():
-        lines.append(f"  {METRIC_NAMES[key]:<10}{100 * value:>10.1f}  {interval_text(cis[key]) if key in cis else ''}")
-    lines.append(f"  (macro averages over {results['tags_scored']} of {len(results['dataset']['tags'])} tags)")
-    if cis:
-        lines.append(f"  {bootstrap_note(results)}")
-    for skipped in results["skipped_tags"]:
-        lines.append(f"  not scored: {skipped['tag']} ({skipped['reason']})")
-    out = results["outputs"]
-    lines += ["", f"  results      {out['results']}", f"  per-tag plot {out['per_tag_png']}"]
-    if head.get("trained") and head.get("checkpoint"):
-        lines.append(f"  head         {head['checkpoint']}")
-    lines.append(f"  TensorBoard  {out['tensorboard']}")
-    return "\n".join(lines)
-
-
-def format_comparison(pretrained: dict, baseline: dict) -> str:
-    """Side by side: the probe on the pre-trained encoder, on a random one, and the difference."""
-    keys = list(pretrained["metrics"])
-    rows = [("pre-trained encoder", pretrained), ("random init encoder", baseline)]
-    header = f"  {'':<22}" + "".join(f"{METRIC_NAMES[k]:>10}" for k in keys)
-    lines = ["What pre-training bought (scores in %, same probe, same data):", header]
-    for name, res in rows:
-        lines.append(f"  {name:<22}" + "".join(f"{100 * res['metrics'][k]:>10.1f}" for k in keys))
-    lines.append(f"  {'difference':<22}" + "".join(
-        f"{100 * (pretrained['metrics'][k] - baseline['metrics'][k]):>+10.1f}" for k in keys))
-    lines += comparison_lines(pretrained.get("comparison"), keys)
-    return "\n".join(lines)

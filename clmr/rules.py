@@ -2,12 +2,14 @@
 some choices, ... Each parses an option's text (from a flag or a YAML file alike) into its value or
 raises Refused; `clmr.options.RULES` says which rule each key has.
 """
+
 from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 

@@ -1,5 +1,6 @@
 """The Lightning Trainer from the config: hardware flags, TensorBoard logger, checkpoints (written atomically,
 read weights-only), last.ckpt and best.ckpt, and the stops on SIGTERM and on a non-finite loss."""
+
 from __future__ import annotations
 
 import io
@@ -18,6 +19,7 @@ from clmr.atomic import write_bytes
 from clmr.checkpoints import read_checkpoint
 from clmr.config import ConfigError
 from clmr.datasets.loading import EpochLength
+from clmr.hardware import device_of, hardware, on_gpu, parse_devices, training_on_gpu  # noqa: F401 - and here
 from clmr.stopping import StopOnNonFiniteLoss, StopOnSignal
 
 LAST, BEST = "last.ckpt", "best.ckpt"
@@ -50,8 +52,10 @@ class LastCheckpoint(Checkpoint):
 
     def __init__(self, path: str | os.PathLike, every_n_steps: int = 0):
         if every_n_steps < 0:
-            raise ConfigError(f"--save_every_n_steps {every_n_steps}: expected 0 (only at the end of each epoch) "
-                              f"or a positive number of training steps")
+            raise ConfigError(
+                f"--save_every_n_steps {every_n_steps}: expected 0 (only at the end of each epoch) "
+                f"or a positive number of training steps"
+            )
         self.path = Path(path)
         self.every_n_steps = every_n_steps
         self.saved_step: int | None = None
@@ -62,8 +66,9 @@ class LastCheckpoint(Checkpoint):
         trainer.save_checkpoint(self.path)
         self.saved_step = trainer.global_step
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
             self._save(trainer)
 
@@ -85,29 +90,6 @@ def checkpoint_dir(cfg: Namespace, stage: str) -> Path:
     return Path(cfg.log_dir) / run_name(cfg, stage) / "checkpoints"
 
 
-def parse_devices(devices: str | int) -> str | int | list[int]:
-    """`auto`, a count (`2`), or a list of device ids (`0,1`)."""
-    text = str(devices).strip()
-    if text == "auto":
-        return text
-    try:
-        if "," in text:
-            return [int(d) for d in text.split(",") if d.strip()]
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"--devices {devices!r}: expected auto, a number, or a list like 0,1") from None
-
-
-def hardware(cfg: Namespace) -> dict[str, Any]:
-    """Accelerator, devices and nodes; the original `--gpus N` means accelerator gpu on N devices."""
-    accelerator, devices = cfg.accelerator, parse_devices(cfg.devices)
-    if cfg.gpus > 0:
-        accelerator, devices = "gpu", cfg.gpus
-    elif cfg.gpus == 0:
-        accelerator = "cpu"
-    return {"accelerator": accelerator, "devices": devices, "num_nodes": cfg.num_nodes}
-
-
 def use_sync_batchnorm(cfg: Namespace, hw: dict[str, Any]) -> bool:
     """SyncBatchNorm (BatchNorm statistics over every process's batch, as SimCLR and CLMR) unless
     `--sync_batchnorm 0`, on GPUs that may be more than one process.
@@ -116,16 +98,9 @@ def use_sync_batchnorm(cfg: Namespace, hw: dict[str, Any]) -> bool:
     Lightning converts the layers only under a parallel strategy (DDP, FSDP), so `devices auto` on a
     one-GPU machine stays plain BatchNorm.
     """
-    accelerator, devices = hw["accelerator"], hw["devices"]
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    devices = hw["devices"]
     one_process = hw["num_nodes"] == 1 and (devices == 1 or (isinstance(devices, list) and len(devices) == 1))
-    return bool(cfg.sync_batchnorm) and on_gpu and not one_process
-
-
-def training_on_gpu(cfg: Namespace) -> bool:
-    """Whether the Trainer built from `cfg` trains on CUDA GPUs (accelerator auto picks them when there are any)."""
-    accelerator = hardware(cfg)["accelerator"]
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return bool(cfg.sync_batchnorm) and on_gpu(hw) and not one_process
 
 
 def native_bf16(cfg: Namespace) -> bool:
@@ -157,9 +132,17 @@ def checkpoint_callbacks(cfg: Namespace, stage: str, monitor: str = "Valid/loss"
     last.ckpt after every epoch (and every --save_every_n_steps steps of an encoder stage)."""
     every = cfg.save_every_n_steps if stage in ENCODER_STAGES else 0
     folder = checkpoint_dir(cfg, stage)
-    return [ModelCheckpoint(dirpath=folder, filename=Path(BEST).stem, monitor=monitor, mode="min", save_top_k=1,
-                            enable_version_counter=False),
-            LastCheckpoint(folder / LAST, every_n_steps=every)]
+    return [
+        ModelCheckpoint(
+            dirpath=folder,
+            filename=Path(BEST).stem,
+            monitor=monitor,
+            mode="min",
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
+        LastCheckpoint(folder / LAST, every_n_steps=every),
+    ]
 
 
 RESUME_HINTS = {"linear": "run the command again (the cached representations are kept; the head is retrained)"}
@@ -169,17 +152,20 @@ def training_guards(cfg: Namespace, stage: str) -> list[Callback]:
     """The stops of `clmr.stopping` (on SIGTERM after a checkpoint of the step, on a non-finite loss), and what
     keeps the training loader's position right in every checkpoint."""
     last = checkpoint_dir(cfg, stage) / LAST
-    return [StopOnNonFiniteLoss(stage, last),
-            StopOnSignal(last, RESUME_HINTS.get(stage, "continue with the same command and --resume 1")),
-            EpochLength()]
+    return [
+        StopOnNonFiniteLoss(stage, last),
+        StopOnSignal(last, RESUME_HINTS.get(stage, "continue with the same command and --resume 1")),
+        EpochLength(),
+    ]
 
 
 def early_stopping(cfg: Namespace, monitor: str = "Valid/loss") -> Callback:
     return EarlyStopping(monitor=monitor, mode="min", patience=cfg.early_stopping_patience)
 
 
-def build_trainer(cfg: Namespace, stage: str, callbacks: list[Callback] = (), max_epochs: int | None = None,
-                  **overrides: Any) -> Trainer:
+def build_trainer(
+    cfg: Namespace, stage: str, callbacks: list[Callback] = (), max_epochs: int | None = None, **overrides: Any
+) -> Trainer:
     """A Trainer that logs to TensorBoard under `<log_dir>/<run_name>` and writes checkpoints atomically."""
     hw = hardware(cfg)
     options = dict(

@@ -4,6 +4,7 @@ comparison of two probes on the same test tracks (`linear_evaluation.py --compar
     results["metrics_ci"] = metric_cis(labels, scores, multilabel, resamples=1000, seed=42)
     results["comparison"] = compare_probes(pretrained, baseline)   # reads both runs' test_scores.npz
 """
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,12 @@ TEST_SCORES = "test_scores.npz"  # per run: the test tracks' labels and the prob
 
 def bootstrap_info(resamples: int, seed: int) -> dict:
     """What results.json records of the bootstrap, enough to draw the same resamples again."""
-    return {"resamples": int(resamples), "seed": int(seed), "confidence": CONFIDENCE,
-            "method": "percentile interval of the macro metric over test tracks resampled with replacement"}
+    return {
+        "resamples": int(resamples),
+        "seed": int(seed),
+        "confidence": CONFIDENCE,
+        "method": "percentile interval of the macro metric over test tracks resampled with replacement",
+    }
 
 
 def metric_cis(labels: np.ndarray, scores: np.ndarray, multilabel: bool, resamples: int, seed: int) -> dict:
@@ -51,8 +56,12 @@ def compare_probes(pretrained: dict, baseline: dict) -> dict:
     boot = pretrained["bootstrap"]
     draws = bootstrap_indices(len(labels), boot["resamples"], boot["seed"])
     difference = paired_difference(labels, scores_a, scores_b, pretrained["dataset"]["multilabel"], draws)
-    return {"baseline": baseline["outputs"]["results"], "bootstrap": boot, "difference": difference,
-            "verdicts": {k: verdict(METRIC_NAMES[k], v, boot["confidence"]) for k, v in difference.items()}}
+    return {
+        "baseline": baseline["outputs"]["results"],
+        "bootstrap": boot,
+        "difference": difference,
+        "verdicts": {k: verdict(METRIC_NAMES[k], v, boot["confidence"]) for k, v in difference.items()},
+    }
 
 
 def interval_text(ci: list[float] | tuple[float, float], signed: bool = False) -> str:
@@ -63,8 +72,10 @@ def interval_text(ci: list[float] | tuple[float, float], signed: bool = False) -
 
 def bootstrap_note(results: dict) -> str:
     boot = results["bootstrap"]
-    return (f"({boot['confidence']:.0%} intervals: bootstrap over the {results['dataset']['splits']['test']['tracks']} "
-            f"test tracks, {boot['resamples']} resamples, seed {boot['seed']})")
+    return (
+        f"({boot['confidence']:.0%} intervals: bootstrap over the {results['dataset']['splits']['test']['tracks']} "
+        f"test tracks, {boot['resamples']} resamples, seed {boot['seed']})"
+    )
 
 
 def comparison_lines(comparison: dict | None, keys: list[str]) -> list[str]:
@@ -72,6 +83,8 @@ def comparison_lines(comparison: dict | None, keys: list[str]) -> list[str]:
     if not comparison:
         return []
     boot = comparison["bootstrap"]
-    return ["", f"Paired difference, pre-trained - random ({boot['confidence']:.0%} interval: both encoders scored on "
-                f"the same {boot['resamples']} bootstrap resamples of the test tracks, seed {boot['seed']}):"] + \
-        [f"  {comparison['verdicts'][k]}" for k in keys if k in comparison["verdicts"]]
+    return [
+        "",
+        f"Paired difference, pre-trained - random ({boot['confidence']:.0%} interval: both encoders scored on "
+        f"the same {boot['resamples']} bootstrap resamples of the test tracks, seed {boot['seed']}):",
+    ] + [f"  {comparison['verdicts'][k]}" for k in keys if k in comparison["verdicts"]]

@@ -1,4 +1,5 @@
 """Fixtures shared by the test modules."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +11,9 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("preprocess", "main", "linear_evaluation", "predict", "export")
@@ -54,8 +57,10 @@ def run_script_in_process(script: str, *args: str) -> ScriptResult:
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
         except BaseException:  # noqa: BLE001 - what a user would see as a traceback
-            pytest.fail(f"{script}.py {' '.join(args)}: a traceback reached the user:\n{traceback.format_exc()}\n"
-                        f"stderr:\n{err.getvalue()}")
+            pytest.fail(
+                f"{script}.py {' '.join(args)}: a traceback reached the user:\n{traceback.format_exc()}\n"
+                f"stderr:\n{err.getvalue()}"
+            )
     return ScriptResult(code, out.getvalue(), err.getvalue())
 
 
@@ -310,6 +315,41 @@ def assert_printable(text: str) -> None:
 
 
 # -- main.py's tiny runs (tests/test_main.py, the checkpoint cases of tests/test_hostile_inputs.py) -------------
+TINY_SYNTHETIC = ("--synthetic_tracks", "24", "--synthetic_duration", "3.0")  # 24 tracks of 3 s
+# batch 4, 2 batches an epoch, one valid batch, 1 epoch, on the CPU, as run `tiny`
+TINY_TRAINING = (
+    "--batch_size",
+    "4",
+    "--max_epochs",
+    "1",
+    "--limit_train_batches",
+    "2",
+    "--limit_val_batches",
+    "1",
+    "--log_every_n_steps",
+    "1",
+    "--accelerator",
+    "cpu",
+    "--run_name",
+    "tiny",
+)
+
+
+def tiny_flags(dataset_dir: Path, log_dir: Path, *extra: str, dataset: str = "synthetic") -> list[str]:
+    """main.py's flags for a tiny run of `dataset` (later flags override earlier ones)."""
+    return [
+        "--dataset",
+        dataset,
+        "--dataset_dir",
+        str(dataset_dir),
+        "--log_dir",
+        str(log_dir),
+        *TINY_SYNTHETIC,
+        *TINY_TRAINING,
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """One dataset folder for every tiny run: the synthetic dataset is generated on first use, then shared."""
@@ -320,9 +360,212 @@ def tiny_data(tmp_path_factory) -> Path:
 def tiny_main(tmp_path, tiny_data):
     """`tiny_main(*extra)`: main.py's flags for a tiny run (24 tracks of 3 s, batch 4, 2 batches an epoch, one
     valid batch, 1 epoch) logging to tmp_path/runs as run `tiny`; later flags override earlier ones."""
+
     def flags(*extra: str) -> list[str]:
-        return ["--dataset", "synthetic", "--dataset_dir", str(tiny_data), "--log_dir", str(tmp_path / "runs"),
-                "--synthetic_tracks", "24", "--synthetic_duration", "3.0", "--batch_size", "4", "--max_epochs", "1",
-                "--limit_train_batches", "2", "--limit_val_batches", "1", "--log_every_n_steps", "1",
-                "--accelerator", "cpu", "--run_name", "tiny", *extra]
+        return tiny_flags(tiny_data, tmp_path / "runs", *extra)
+
     return flags
+
+
+@pytest.fixture(params=["mounted", "simulated"])
+def conditions(request, tmp_path, monkeypatch):
+    """Both ways a test gets a read-only or full folder: a real tmpfs (skipped where mounting is not
+    permitted) and patched OS calls (what CI without mounts uses), so that each is known to work."""
+    if request.param == "mounted" and not can_mount():
+        pytest.skip("this machine does not permit mounting a tmpfs")
+    made = FolderConditions(tmp_path, monkeypatch, simulate=request.param == "simulated")
+    yield made
+    made.release()
+
+
+# -- TensorBoard events ----------------------------------------------------------------------------------------
+def event_tags(run_dir: Path) -> set[str]:
+    """Every scalar, image and audio tag in the TensorBoard event files below `run_dir`."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for events in Path(run_dir).rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0, "audio": 0})
+        acc.Reload()
+        found = acc.Tags()
+        tags |= set(found["scalars"]) | set(found["images"]) | set(found["audio"])
+    return tags
+
+
+# -- the tiny test encoder and checkpoints written in each layout ------------------------------------------------
+TEST_SR, TEST_L = 22050, 59049
+ENCODER_PREFIXES = {"lightning": "model.encoder.", "clmr-v1": "encoder."}  # our pre-training .ckpt, CLMR v1 .pt
+
+
+def calibrated_encoder(seed: int = 0):
+    """A SampleCNN with known random weights whose output depends on its input, as a trained one's does:
+    He-initialised convolutions and BatchNorm statistics measured on music-like audio and noise.
+
+    (PyTorch's default initialisation with unit BatchNorm statistics maps every input to nearly the
+    same vector, which would make any parity or equality test pass.)"""
+    import torch
+    from torch import nn
+
+    from clmr.export import music_like
+    from clmr.models import SampleCNN
+
+    torch.manual_seed(seed)
+    encoder = SampleCNN(out_dim=50)
+    for m in encoder.modules():
+        if isinstance(m, nn.Conv1d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        if isinstance(m, nn.BatchNorm1d):
+            m.momentum = None  # cumulative average over the calibration batch
+    music = [torch.from_numpy(music_like(TEST_L, TEST_SR, seed + k)) for k in range(4)]
+    audio = torch.stack(music + [0.1 * torch.randn(TEST_L) for _ in range(4)])[:, None]
+    with torch.no_grad():
+        encoder.train()(audio)
+    return encoder.eval()
+
+
+def save_encoder(path: Path, encoder=None, layout: str = "lightning", hparams: dict | None = None) -> Path:
+    """`encoder` (default: the calibrated test encoder) saved as our pre-training checkpoint (`lightning`, with
+    `hparams`) or as the original CLMR v1 saved it (`clmr-v1`, a SimCLR state dict)."""
+    import torch
+
+    encoder = calibrated_encoder() if encoder is None else encoder
+    state = {f"{ENCODER_PREFIXES[layout]}{k}": v for k, v in encoder.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": hparams or {}} if layout == "lightning" else state, path)
+    return path
+
+
+def save_head(path: Path, n_tags: int, hparams: dict, std: float | None = 0.5, seed: int = 1) -> Path:
+    """A random linear probe head on 512-d representations, saved as a probe run saves it (keys model.*)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    head = nn.Sequential(nn.Linear(512, n_tags))
+    if std is not None:
+        nn.init.normal_(head[0].weight, std=std)
+    torch.save(
+        {"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()}, "hyper_parameters": hparams}, path
+    )
+    return path
+
+
+def random_encoder_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised encoder saved as our pre-training checkpoints are (keys model.encoder.*, a projector)."""
+    import torch
+
+    from clmr.models import SampleCNN
+
+    torch.manual_seed(seed)
+    encoder = SampleCNN(out_dim=11)
+    state = {f"model.encoder.{k}": v for k, v in encoder.state_dict().items() if not k.startswith("fc.")}
+    state["model.projector.0.weight"] = torch.randn(512, 512)
+    torch.save({"state_dict": state, "hyper_parameters": {"sample_rate": TEST_SR, "audio_length": TEST_L}}, path)
+    return path
+
+
+def write_checkpoints(root: Path) -> tuple[Path, Path]:
+    """The calibrated test encoder (our pre-training format) and a random linear head on the synthetic tags."""
+    from clmr.datasets.synthetic import TAGS
+
+    encoder = save_encoder(root / "pretrain.ckpt", hparams={"sample_rate": TEST_SR, "audio_length": TEST_L})
+    head = save_head(
+        root / "head.ckpt", len(TAGS), {"dataset": "synthetic", "multilabel": True, "n_outputs": len(TAGS)}
+    )
+    return encoder, head
+
+
+# -- what predict.py and clmr.inference/hear/embeddings are tested on ------------------------------------------
+def _music_like(n: int, rate: int, seed: int):
+    from clmr.export import music_like
+
+    return music_like(n, rate, seed)
+
+
+SYNTHETIC_TAGS = ["piano", "strings", "synth", "bells", "bass", "drums", "hihat", "fast", "high", "minor", "reverb"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """An encoder as the original CLMR v1 saved it (a SimCLR state dict) and a linear probe head."""
+    root = tmp_path_factory.mktemp("ckpt")
+    return (
+        save_encoder(root / "clmr_v1.pt", layout="clmr-v1"),
+        save_head(root / "head.ckpt", len(SYNTHETIC_TAGS), {"dataset": "synthetic", "multilabel": True}),
+    )
+
+
+@pytest.fixture(scope="module")
+def model(checkpoints):
+    """`checkpoints` loaded by clmr.load_model, 4 chunks a batch."""
+    from clmr.hear import load_model
+
+    return load_model(*checkpoints, batch_size=4)
+
+
+def stereo_with_truth(seconds: float, rate: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A band-limited stereo signal at `rate` and, rendered independently, its mono mix at 22,050 Hz:
+    partials below 5 kHz with slow amplitude envelopes, different in the two channels."""
+    rng = np.random.default_rng(seed)
+    partials = [
+        (rng.uniform(60, 5000), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 3), rng.integers(0, 2)) for _ in range(24)
+    ]
+
+    def render(at: int) -> np.ndarray:
+        t = np.arange(int(seconds * at)) / at
+        out = np.zeros((len(t), 2))
+        for f, phase, am, channel in partials:
+            out[:, channel] += 0.08 * np.sin(2 * np.pi * f * t + phase) * (1 + np.sin(2 * np.pi * am * t)) / 2
+        return out
+
+    return render(rate), render(TEST_SR).mean(axis=1)
+
+
+def folder_with_one_corrupt_file(root):
+    """Three usable files of three formats and rates (one in a sub-folder) and one corrupt WAV."""
+    root.mkdir()
+    sf.write(root / "a.wav", _music_like(2 * TEST_L, TEST_SR, 1), TEST_SR)
+    sf.write(root / "b.flac", np.stack([_music_like(3 * 44100, 44100, 2)] * 2, axis=1), 44100)
+    (root / "c_corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk" * 40)
+    sub = root / "sub"
+    sub.mkdir()
+    sf.write(sub / "d.ogg", _music_like(int(2.8 * 48000), 48000, 3), 48000)
+    return root
+
+
+def float_wav(path, seconds: float = 3.0, poison: float | None = None, seed: int = 0):
+    """A float WAV of music-like audio at 22,050 Hz, `poison` (NaN, Inf) at 1 s if given."""
+    x = _music_like(int(seconds * TEST_SR), TEST_SR, seed)
+    if poison is not None:
+        x[TEST_SR] = poison
+    sf.write(os.fsencode(path), x, TEST_SR, subtype="FLOAT", format="WAV")
+    return path
+
+
+# -- checkpoints in the layout of main at 0739081 (every config key in hyper_parameters): tests/data/README.md ----
+DATA = Path(__file__).resolve().parent / "data"
+OLD_HEAD = DATA / "main_0739081_linear_best.ckpt"
+
+
+def old_hyper_parameters(stage: str) -> dict:
+    """`pretrain` or `linear`: the hyper_parameters main at 0739081 saved (save_hyperparameters(vars(cfg)))."""
+    import json
+
+    return json.loads((DATA / "main_0739081_hyper_parameters.json").read_text())[stage]
+
+
+def in_old_layout(path: Path, stage: str = "pretrain") -> Path:
+    """A checkpoint written by today's code, its hyper_parameters replaced by those main at 0739081 wrote."""
+    import torch
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj["hyper_parameters"] = old_hyper_parameters(stage)
+    torch.save(obj, path)
+    return path
+
+
+def config(**options):
+    """The config of `--key value` for each option given (the YAML defaults for the rest)."""
+    from clmr.config import load_config
+
+    argv = [item for key, value in options.items() for item in (f"--{key}", str(value))]
+    return load_config(argv)

@@ -1,5 +1,6 @@
 """clmr.atomic and clmr.cli on a file system that refuses writes: output checks, write errors that name the
 file, and the one line a user sees."""
+
 from __future__ import annotations
 
 import errno
@@ -11,18 +12,7 @@ import pytest
 from clmr import cli
 from clmr.atomic import OutputPathError, check_writable, write_bytes, write_json, write_text
 from clmr.audio import write_wav
-from conftest import FolderConditions, can_mount, half_written
-
-
-@pytest.fixture(params=["mounted", "simulated"])
-def conditions(request, tmp_path, monkeypatch):
-    """Both ways a test gets a read-only or full folder: a real tmpfs (skipped where mounting is not
-    permitted) and patched OS calls (what CI without mounts uses), so that each is known to work."""
-    if request.param == "mounted" and not can_mount():
-        pytest.skip("this machine does not permit mounting a tmpfs")
-    made = FolderConditions(tmp_path, monkeypatch, simulate=request.param == "simulated")
-    yield made
-    made.release()
+from conftest import half_written
 
 
 def test_check_writable_refuses_a_read_only_folder_naming_it_and_the_flag(conditions):
@@ -110,6 +100,8 @@ def test_preprocess_and_download_errors_are_user_errors(capsys):
     from clmr.datasets.download import DownloadError
     from clmr.preprocessing import PreprocessError
 
-    assert _run(PreprocessError("a.flac and a.ogg would both be converted to a.wav"), capsys) == \
-        (1, "error: a.flac and a.ogg would both be converted to a.wav\n")
+    assert _run(PreprocessError("a.flac and a.ogg would both be converted to a.wav"), capsys) == (
+        1,
+        "error: a.flac and a.ogg would both be converted to a.wav\n",
+    )
     assert _run(DownloadError("https://x/y: HTTP 404"), capsys) == (1, "error: https://x/y: HTTP 404\n")

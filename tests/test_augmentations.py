@@ -1,4 +1,7 @@
 """Signal-level tests of the augmentation chain (clmr/augmentations): every fixture is generated here."""
+
+from __future__ import annotations
+
 import math
 from argparse import Namespace
 
@@ -10,7 +13,6 @@ from scipy import stats
 from torch.utils.data import DataLoader, Dataset
 
 from clmr.augmentations import (
-    Compose,
     ComposeMany,
     Delay,
     Gain,
@@ -21,9 +23,11 @@ from clmr.augmentations import (
     RandomApply,
     RandomResizedCrop,
     Reverb,
-    build_augmentation_chain,
+)
+from clmr.augmentations import (
     functional as F,
 )
+from clmr.stages import augmentation_chain
 
 SR = 22050
 
@@ -48,9 +52,17 @@ def db(ratio):
 
 
 def cfg(**overrides):
-    values = dict(transforms_polarity=0.8, transforms_noise=0.01, transforms_gain=0.3, transforms_filters=0.8,
-                  transforms_delay=0.3, transforms_pitch=0.6, transforms_reverb=0.6, sample_rate=SR,
-                  audio_length=4096)
+    values = dict(
+        transforms_polarity=0.8,
+        transforms_noise=0.01,
+        transforms_gain=0.3,
+        transforms_filters=0.8,
+        transforms_delay=0.3,
+        transforms_pitch=0.6,
+        transforms_reverb=0.6,
+        sample_rate=SR,
+        audio_length=4096,
+    )
     values.update(overrides)
     return Namespace(**values)
 
@@ -213,7 +225,7 @@ def test_more_reverberance_decays_more_slowly():
     x = torch.zeros(2, 1, SR)
     x[:, 0, 0] = 1.0
     y = F.reverb(x, SR, torch.tensor([10.0, 90.0]), torch.tensor([50.0, 50.0]), torch.tensor([80.0, 80.0]))
-    late = y[..., int(0.3 * SR):].pow(2).sum(dim=-1).flatten()
+    late = y[..., int(0.3 * SR) :].pow(2).sum(dim=-1).flatten()
     assert late[1] > 100 * late[0]
 
 
@@ -257,8 +269,17 @@ def test_reverb_equals_freeverb_run_as_recursions(reverberance, damping, room_si
     x[3000:3800] = 0.4 * rng.standard_normal(800)
     x[9000:] = 0.8 * np.sin(2 * np.pi * 220 * np.arange(n - 9000) / sr)  # loud enough to clip with a long tail
     reference = _freeverb_in_the_time_domain(x, sr, reverberance, damping, room_size)
-    ours = F.reverb(torch.tensor(x).view(1, 1, -1), sr, torch.tensor([reverberance]), torch.tensor([damping]),
-                    torch.tensor([room_size])).flatten().numpy()
+    ours = (
+        F.reverb(
+            torch.tensor(x).view(1, 1, -1),
+            sr,
+            torch.tensor([reverberance]),
+            torch.tensor([damping]),
+            torch.tensor([room_size]),
+        )
+        .flatten()
+        .numpy()
+    )
     error_db = 10 * np.log10(((ours - reference) ** 2).sum() / (reference**2).sum())
     assert error_db < -80
 
@@ -326,12 +347,12 @@ def test_compose_many_returns_independently_cropped_and_augmented_views():
 
 
 def test_build_augmentation_chain_uses_the_configured_probabilities():
-    chain = build_augmentation_chain(cfg())
+    chain = augmentation_chain(cfg())
     steps = list(chain.transforms)
     assert [s.p for s in steps] == [0.8, 0.01, 0.3, 0.8, 0.3, 0.6, 0.6]
     kinds = [type(s.transforms[0]) for s in steps]
     assert kinds == [PolarityInversion, Noise, Gain, HighLowPass, Delay, PitchShift, Reverb]
-    cropping = build_augmentation_chain(cfg(), crop=True)
+    cropping = augmentation_chain(cfg(), crop=True)
     assert isinstance(cropping.transforms[0], RandomResizedCrop)
     assert cropping(torch.randn(2, 1, 6000)).shape == (2, 1, 4096)
 
@@ -339,15 +360,18 @@ def test_build_augmentation_chain_uses_the_configured_probabilities():
 def test_chain_below_the_filters_sample_rate_is_a_config_error_unless_the_filters_are_off():
     from clmr.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"^--sample_rate 4000: the filters augmentation \(--transforms_filters 0.8\) "
-                                          r"cuts off up to 4000 Hz and needs at least 8000 Hz"):
-        build_augmentation_chain(cfg(sample_rate=4000))
-    chain = build_augmentation_chain(cfg(sample_rate=4000, transforms_filters=0.0))
+    with pytest.raises(
+        ConfigError,
+        match=r"^--sample_rate 4000: the filters augmentation \(--transforms_filters 0.8\) "
+        r"cuts off up to 4000 Hz and needs at least 8000 Hz",
+    ):
+        augmentation_chain(cfg(sample_rate=4000))
+    chain = augmentation_chain(cfg(sample_rate=4000, transforms_filters=0.0))
     assert chain(0.1 * torch.randn(2, 1, 4096)).shape == (2, 1, 4096)
 
 
 def test_chain_is_an_ordinary_module_with_nothing_in_its_state_dict():
-    chain = build_augmentation_chain(cfg())
+    chain = augmentation_chain(cfg())
     visited = []
     chain.apply(visited.append)  # nn.Module.apply walks every submodule
     assert len(visited) > 7
@@ -356,7 +380,7 @@ def test_chain_is_an_ordinary_module_with_nothing_in_its_state_dict():
 
 @pytest.mark.parametrize("shape", [(1, 4096), (3, 1, 4096), (2, 2, 4096)])
 def test_chain_keeps_shape_and_dtype(shape):
-    chain = build_augmentation_chain(cfg(**{k: 1.0 for k in vars(cfg()) if k.startswith("transforms_")}))
+    chain = augmentation_chain(cfg(**{k: 1.0 for k in vars(cfg()) if k.startswith("transforms_")}))
     for dtype in (torch.float32, torch.float64):
         x = (0.1 * torch.randn(shape)).to(dtype)
         y = chain(x)
@@ -365,7 +389,7 @@ def test_chain_keeps_shape_and_dtype(shape):
 
 
 def test_identical_examples_in_a_batch_come_out_different():
-    chain = build_augmentation_chain(cfg(transforms_gain=1.0, transforms_pitch=1.0))
+    chain = augmentation_chain(cfg(transforms_gain=1.0, transforms_pitch=1.0))
     x = sine(440, seconds=2048 / SR).repeat(8, 1, 1)
     y = chain(x)
     gains = chain.transforms[2].transforms[0].last_params["gain_db"]
@@ -385,7 +409,7 @@ def _applied_parameters(chain):
 
 
 def test_per_example_and_batched_chains_draw_from_the_same_distributions():
-    chain = build_augmentation_chain(cfg(audio_length=1024))
+    chain = augmentation_chain(cfg(audio_length=1024))
     n = 400
     x = 0.1 * torch.randn(n, 1, 1024)
     single = []
@@ -427,7 +451,7 @@ class _AugmentedCopies(Dataset):
 
 
 def test_dataloader_workers_draw_different_augmentations():
-    chain = build_augmentation_chain(cfg(audio_length=2048))
+    chain = augmentation_chain(cfg(audio_length=2048))
     loader = DataLoader(_AugmentedCopies(chain), batch_size=None, num_workers=2)
     by_worker = {0: [], 1: []}
     for view, worker in loader:
@@ -465,7 +489,17 @@ def test_functional_ops_reject_unbatched_input():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_chain_runs_on_cuda():
-    chain = build_augmentation_chain(cfg(**{k: 1.0 for k in vars(cfg()) if k.startswith("transforms_")}))
+    chain = augmentation_chain(cfg(**{k: 1.0 for k in vars(cfg()) if k.startswith("transforms_")}))
     x = 0.1 * torch.randn(4, 1, 4096, device="cuda")
     y = chain(x)
     assert y.device == x.device and y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_the_chain_itself_refuses_filters_above_nyquist_without_naming_a_flag():
+    from clmr.augmentations import build_augmentation_chain
+
+    probabilities = dict(polarity=0.0, noise=0.0, gain=0.0, delay=0.0, pitch=0.0, reverb=0.0)
+    with pytest.raises(ValueError, match="at least 8000 Hz, not 4000") as refused:
+        build_augmentation_chain(4000, 4096, filters=0.8, **probabilities)
+    assert "--" not in str(refused.value)
+    assert build_augmentation_chain(4000, 4096, filters=0.0, **probabilities)(torch.zeros(1, 4096)).shape == (1, 4096)

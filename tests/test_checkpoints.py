@@ -1,4 +1,7 @@
 """Loading encoders and probe heads from every supported checkpoint format, and refusing everything else."""
+
+from __future__ import annotations
+
 import copy
 from argparse import Namespace
 from pathlib import Path
@@ -7,11 +10,16 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from clmr.checkpoints import (CheckpointError, file_sha256, head_state_dict, load_encoder, random_encoder,
-                              read_checkpoint)
+from clmr.checkpoints import (
+    CheckpointError,
+    file_sha256,
+    head_state_dict,
+    load_encoder,
+    random_encoder,
+    read_checkpoint,
+)
 from clmr.config import load_config
-from clmr.models import SampleCNN
-from clmr.modules.linear_evaluation import build_head
+from clmr.models import SampleCNN, build_head
 
 AUDIO_LENGTH = SampleCNN.receptive_field()
 
@@ -46,18 +54,19 @@ def lightning_checkpoint(module, path: Path, cfg) -> None:
     """Save `module` the way a training run does (our Trainer, its callbacks, atomic checkpoint IO)."""
     from clmr.trainer import build_trainer, checkpoint_callbacks
 
-    trainer = build_trainer(cfg, "pretrain", checkpoint_callbacks(cfg, "pretrain"), accelerator="cpu", devices=1,
-                            logger=False)
+    trainer = build_trainer(
+        cfg, "pretrain", checkpoint_callbacks(cfg, "pretrain"), accelerator="cpu", devices=1, logger=False
+    )
     trainer.strategy.connect(module)
     trainer.save_checkpoint(path)
 
 
 def test_our_pretraining_checkpoint_gives_the_encoders_outputs(known, tmp_path):
-    from clmr.modules import ContrastiveLearning
+    from clmr.stages import contrastive_module
 
     model, x, expected = known
     cfg = load_config(["--log_dir", str(tmp_path / "runs"), "--projection_dim", "32"])
-    lightning_checkpoint(ContrastiveLearning(cfg, copy.deepcopy(model)), tmp_path / "last.ckpt", cfg)
+    lightning_checkpoint(contrastive_module(cfg, copy.deepcopy(model)), tmp_path / "last.ckpt", cfg)
     encoder = load_encoder(tmp_path / "last.ckpt")
     assert encoder.checkpoint_format == "lightning"
     assert encoder.checkpoint_hparams["projection_dim"] == 32
@@ -65,13 +74,13 @@ def test_our_pretraining_checkpoint_gives_the_encoders_outputs(known, tmp_path):
 
 
 def test_our_supervised_checkpoint_gives_the_encoders_outputs(known, tmp_path):
-    from clmr.modules import SupervisedLearning
+    from clmr.stages import supervised_module
 
     model, x, expected = known
     cfg = load_config(["--log_dir", str(tmp_path / "runs")])
     supervised = SampleCNN(supervised=True, out_dim=11)
     supervised.load_state_dict(trunk(model, ""), strict=False)
-    lightning_checkpoint(SupervisedLearning(cfg, supervised, multilabel=True), tmp_path / "best.ckpt", cfg)
+    lightning_checkpoint(supervised_module(cfg, supervised, multilabel=True), tmp_path / "best.ckpt", cfg)
     encoder = load_encoder(tmp_path / "best.ckpt")
     assert encoder.checkpoint_format == "supervised"
     assert torch.equal(outputs(encoder, x), expected)
@@ -84,10 +93,20 @@ def test_clmr_v2_lightning_checkpoint_gives_the_encoders_outputs(known, tmp_path
     state["model.projector.0.weight"] = torch.randn(512, 512)
     state["model.projector.2.weight"] = torch.randn(128, 512)  # another projection_dim than ours
     path = tmp_path / "clmr_checkpoint_10000.ckpt"
-    torch.save({"epoch": 9999, "global_step": 123, "pytorch-lightning_version": "1.2.7", "state_dict": state,
-                "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(4.2), "dirpath": "runs"}},
-                "optimizer_states": [], "lr_schedulers": [], "hparams_name": "args",
-                "hyper_parameters": {"dataset": "magnatagatune", "sample_rate": 22050, "audio_length": 59049}}, path)
+    torch.save(
+        {
+            "epoch": 9999,
+            "global_step": 123,
+            "pytorch-lightning_version": "1.2.7",
+            "state_dict": state,
+            "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(4.2), "dirpath": "runs"}},
+            "optimizer_states": [],
+            "lr_schedulers": [],
+            "hparams_name": "args",
+            "hyper_parameters": {"dataset": "magnatagatune", "sample_rate": 22050, "audio_length": 59049},
+        },
+        path,
+    )
     encoder = load_encoder(path)
     assert encoder.checkpoint_format == "lightning"
     assert encoder.checkpoint_hparams["dataset"] == "magnatagatune"
@@ -97,8 +116,13 @@ def test_clmr_v2_lightning_checkpoint_gives_the_encoders_outputs(known, tmp_path
 def test_clmr_v2_checkpoint_with_a_namespace_of_hyperparameters_loads(known, tmp_path):
     model, x, expected = known
     path = tmp_path / "clmr_checkpoint_10000.ckpt"
-    torch.save({"state_dict": trunk(model, "model.encoder."),
-                "hyper_parameters": Namespace(sample_rate=22050, projection_dim=64)}, path)
+    torch.save(
+        {
+            "state_dict": trunk(model, "model.encoder."),
+            "hyper_parameters": Namespace(sample_rate=22050, projection_dim=64),
+        },
+        path,
+    )
     encoder = load_encoder(path)
     assert encoder.checkpoint_hparams == {"sample_rate": 22050, "projection_dim": 64}
     assert torch.equal(outputs(encoder, x), expected)
@@ -175,8 +199,11 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
 def test_another_architecture_names_the_first_mismatched_key(tmp_path):
     other = SampleCNN(strides=[3, 3, 3, 3, 3, 3, 3, 3, 2])
     torch.save({"state_dict": trunk(other, "model.encoder.")}, tmp_path / "other.ckpt")
-    with pytest.raises(CheckpointError, match=r"not the SampleCNN architecture: sequential\.9\.0\.weight has shape "
-                                              r"\(512, 256, 2\), expected \(512, 256, 3\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"not the SampleCNN architecture: sequential\.9\.0\.weight has shape "
+        r"\(512, 256, 2\), expected \(512, 256, 3\)",
+    ):
         load_encoder(tmp_path / "other.ckpt")
 
 
@@ -195,8 +222,10 @@ def test_a_checkpoint_without_an_encoder_says_what_it_found(tmp_path):
 
 
 def test_a_head_checkpoint_given_as_encoder_points_to_the_right_flag(tmp_path):
-    torch.save({"state_dict": {"model.0.weight": torch.zeros(11, 512), "model.0.bias": torch.zeros(11)}},
-               tmp_path / "best.ckpt")
+    torch.save(
+        {"state_dict": {"model.0.weight": torch.zeros(11, 512), "model.0.bias": torch.zeros(11)}},
+        tmp_path / "best.ckpt",
+    )
     with pytest.raises(CheckpointError, match="--finetuner_checkpoint_path"):
         load_encoder(tmp_path / "best.ckpt")
 
@@ -255,8 +284,11 @@ def test_an_encoder_with_nan_weights_is_refused_naming_the_weight(known, tmp_pat
     state = trunk(known[0], "model.encoder.")
     state["model.encoder.sequential.3.0.weight"][0, 0, 0] = float("nan")
     torch.save({"state_dict": state}, tmp_path / "diverged.ckpt")
-    with pytest.raises(CheckpointError, match=r"diverged.ckpt: the encoder weights hold NaN or Inf "
-                                              r"\(sequential\.3\.0\.weight\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"diverged.ckpt: the encoder weights hold NaN or Inf "
+        r"\(sequential\.3\.0\.weight\)",
+    ):
         load_encoder(tmp_path / "diverged.ckpt")
 
 
@@ -264,19 +296,56 @@ def test_a_probe_head_with_infinite_weights_is_refused(tmp_path):
     head = build_head(512, 11, mlp=False).state_dict()
     head["0.bias"][3] = float("inf")
     torch.save(head, tmp_path / "head.pt")
-    with pytest.raises(CheckpointError, match=r"--finetuner_checkpoint_path .*head.pt: the probe-head weights hold "
-                                              r"NaN or Inf \(0\.bias\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"--finetuner_checkpoint_path .*head.pt: the probe-head weights hold "
+        r"NaN or Inf \(0\.bias\)",
+    ):
         head_state_dict(tmp_path / "head.pt")
 
 
 def test_a_training_checkpoint_of_the_same_model_is_accepted_for_resuming(known, tmp_path):
-    from clmr.checkpoints import training_checkpoint
-    from clmr.modules import ContrastiveLearning
+    from clmr.runs import training_checkpoint
+    from clmr.stages import contrastive_module
 
     cfg = load_config(["--log_dir", str(tmp_path / "runs")])
-    module = ContrastiveLearning(cfg, copy.deepcopy(known[0]))
+    module = contrastive_module(cfg, copy.deepcopy(known[0]))
     lightning_checkpoint(module, tmp_path / "last.ckpt", cfg)
     checkpoint = training_checkpoint(tmp_path / "last.ckpt", module.state_dict(), "pretrain", "Adam")
     assert checkpoint["state_dict"].keys() == module.state_dict().keys()
     with pytest.raises(CheckpointError, match="a pre-training checkpoint; --supervised 1 continues"):
         training_checkpoint(tmp_path / "last.ckpt", module.state_dict(), "supervised")
+
+
+# -- checkpoints of main at 0739081 (every config key in hyper_parameters) --------------------------------------
+def test_a_head_written_by_main_at_0739081_loads_with_its_tag_names_and_kind():
+    from clmr.checkpoints import head_outputs, load_head
+    from clmr.tag_names import head_labels
+    from conftest import OLD_HEAD, old_hyper_parameters
+
+    head = load_head(OLD_HEAD, mlp=False, n_outputs=11)
+    assert head_labels(OLD_HEAD, head_outputs(head)) == (old_hyper_parameters("linear")["tag_names"], True)
+
+
+def test_an_encoder_in_the_layout_of_main_at_0739081_loads_for_predict_and_export(tmp_path):
+    from clmr.hear import load_model
+    from conftest import OLD_HEAD, old_hyper_parameters, save_encoder
+
+    old = old_hyper_parameters("pretrain")
+    path = save_encoder(tmp_path / "last.ckpt", hparams=old)
+    assert load_encoder(path).checkpoint_hparams == old
+    model = load_model(path, OLD_HEAD)
+    assert (model.sample_rate, model.audio_length) == (old["sample_rate"], old["audio_length"])
+    assert model.tag_names == old_hyper_parameters("linear")["tag_names"] and model.multilabel
+
+
+def test_a_checkpoint_of_today_saves_what_a_reader_needs_not_the_whole_config(tmp_path):
+    from clmr.stages import contrastive_module, linear_module
+
+    cfg = load_config(["--log_dir", str(tmp_path / "runs")])
+    pretrain = contrastive_module(cfg, SampleCNN(out_dim=11)).hparams
+    assert {"sample_rate", "audio_length", "dataset", "optimizer", "projection_dim"} <= set(pretrain)
+    assert not {"log_dir", "mtat_base_url", "checkpoint_path"} & set(pretrain)
+    head = linear_module(cfg, 3, True, ["a", "b", "c"]).hparams
+    assert {"sample_rate", "audio_length", "dataset", "multilabel", "tag_names", "mlp"} <= set(head)
+    assert head["tag_names"] == ["a", "b", "c"] and "log_dir" not in head

@@ -1,4 +1,5 @@
 """ONNX export (clmr/export.py, export.py): parity with PyTorch at batch 1 and 3, tag names, bad checkpoints."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,9 +17,9 @@ import export as export_script
 from clmr.checkpoints import CheckpointError, load_encoder
 from clmr.datasets.synthetic import TAGS
 from clmr.export import MIN_OPSET, ExportError, Tagger, check_inputs, export_onnx, max_opset, music_like, written_opset
+from clmr.hear import load_model
 from clmr.models import SampleCNN
-from clmr.inference import load_model
-from encoders import calibrated_encoder
+from conftest import write_checkpoints
 
 L, SR = 59049, 22050
 
@@ -26,18 +27,7 @@ L, SR = 59049, 22050
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """An encoder in our pre-training checkpoint format and a linear head in the probe's, on the synthetic tags."""
-    root = tmp_path_factory.mktemp("ckpt")
-    encoder = calibrated_encoder()
-    enc_path = root / "pretrain.ckpt"
-    torch.save({"state_dict": {f"model.encoder.{k}": v for k, v in encoder.state_dict().items()},
-                "hyper_parameters": {"sample_rate": SR, "audio_length": L}}, enc_path)
-    torch.manual_seed(1)
-    head = nn.Sequential(nn.Linear(512, len(TAGS)))
-    nn.init.normal_(head[0].weight, std=0.5)
-    head_path = root / "head.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()},
-                "hyper_parameters": {"dataset": "synthetic", "multilabel": True, "n_outputs": len(TAGS)}}, head_path)
-    return enc_path, head_path
+    return write_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +93,12 @@ def test_tagger_onnx_gives_the_heads_probabilities_with_tag_names_beside_it(expo
 
 def test_parity_checks_cover_random_and_music_like_audio_at_batch_1_and_3():
     names = [name for name, _ in check_inputs(64, SR)]
-    assert names == ["random audio, batch 1", "music-like audio, batch 1",
-                     "random audio, batch 3", "music-like audio, batch 3"]
+    assert names == [
+        "random audio, batch 1",
+        "music-like audio, batch 1",
+        "random audio, batch 3",
+        "music-like audio, batch 3",
+    ]
 
 
 def test_single_label_head_outputs_a_softmax():
@@ -120,25 +114,41 @@ def test_a_model_that_fails_the_parity_check_is_not_written(tmp_path):
     assert target.is_file() and max(d for _, d in checks) <= 1e-4
     before = target.read_bytes()
     with pytest.raises(ExportError, match="differ"):
-        export_onnx(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), target, 64, "out",
-                    check=check_inputs(64, SR), tolerance=-1.0)
+        export_onnx(
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), target, 64, "out", check=check_inputs(64, SR), tolerance=-1.0
+        )
     assert target.read_bytes() == before  # the good model was not replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]  # no temporary file left
 
 
 def small_sample_cnn() -> nn.Module:
     """SampleCNN's layer kinds (strided conv, conv-BN-ReLU-max-pool, linear head, sigmoid) on 27 samples."""
-    return nn.Sequential(nn.Conv1d(1, 8, 3, stride=3), nn.BatchNorm1d(8), nn.ReLU(), nn.Conv1d(8, 8, 3, padding=1),
-                         nn.BatchNorm1d(8), nn.ReLU(), nn.MaxPool1d(3), nn.Flatten(), nn.Linear(24, 3),
-                         nn.Sigmoid()).eval()
+    return nn.Sequential(
+        nn.Conv1d(1, 8, 3, stride=3),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.Conv1d(8, 8, 3, padding=1),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.MaxPool1d(3),
+        nn.Flatten(),
+        nn.Linear(24, 3),
+        nn.Sigmoid(),
+    ).eval()
 
 
 def test_the_tagger_exports_at_the_oldest_opset_of_the_range(tmp_path):
     encoder = SampleCNN()
     encoder.fc = nn.Identity()
     target = tmp_path / "tagger.onnx"
-    checks = export_onnx(Tagger(encoder, nn.Linear(512, 3)).eval(), target, L, "probabilities", opset=MIN_OPSET,
-                         check=check_inputs(L, SR, batches=(1,)))
+    checks = export_onnx(
+        Tagger(encoder, nn.Linear(512, 3)).eval(),
+        target,
+        L,
+        "probabilities",
+        opset=MIN_OPSET,
+        check=check_inputs(L, SR, batches=(1,)),
+    )
     assert written_opset(onnx.load(str(target))) == MIN_OPSET and max(d for _, d in checks) <= 1e-4
 
 
@@ -167,3 +177,22 @@ def test_a_checkpoint_that_is_not_a_clmr_encoder_is_a_clear_error(checkpoints, t
     with pytest.raises(CheckpointError, match="notes.ckpt"):
         export_script.main(["--checkpoint_path", str(text), "--out", str(tmp_path)])
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_export_reads_an_encoder_and_a_head_in_the_layout_of_main_at_0739081(tmp_path):
+    from conftest import OLD_HEAD, old_hyper_parameters, save_encoder
+
+    encoder = save_encoder(tmp_path / "last.ckpt", hparams=old_hyper_parameters("pretrain"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        export_script.main(
+            [
+                "--checkpoint_path",
+                str(encoder),
+                "--finetuner_checkpoint_path",
+                str(OLD_HEAD),
+                "--out",
+                str(tmp_path / "exports"),
+            ]
+        )
+    info = json.loads((tmp_path / "exports" / "clmr_tagger.json").read_text())
+    assert info["tags"] == old_hyper_parameters("linear")["tag_names"] and info["activation"] == "sigmoid"

@@ -1,12 +1,23 @@
 """The bootstrap intervals of clmr/intervals.py: the resampled metrics are sklearn's, the interval holds the point
 estimate and narrows with more tracks, the paired difference of an encoder with itself is exactly zero."""
+
+from __future__ import annotations
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from clmr.evaluation import track_metrics
-from clmr.intervals import (bootstrap_indices, metric_intervals, paired_difference, resample_counts,
-                            resampled_metrics, verdict, weighted_average_precision, weighted_roc_auc)
+from clmr.intervals import (
+    bootstrap_indices,
+    metric_intervals,
+    paired_difference,
+    resample_counts,
+    resampled_metrics,
+    verdict,
+    weighted_average_precision,
+    weighted_roc_auc,
+)
 
 
 def tagged(n_tracks: int, n_tags: int = 11, signal: float = 1.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

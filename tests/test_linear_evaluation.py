@@ -1,4 +1,7 @@
 """linear_evaluation.py end to end: synthetic tags, a single-label dataset, head reload, cache reuse, bad input."""
+
+from __future__ import annotations
+
 import json
 import sys
 from pathlib import Path
@@ -12,38 +15,32 @@ import linear_evaluation
 from clmr import cli
 from clmr.datasets import REGISTRY
 from clmr.datasets.dataset import AudioDataset, DatasetError
-from clmr.models import SampleCNN
-from conftest import assert_finite_json
-
-def encoder_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A randomly initialised encoder saved as our pre-training checkpoints are (keys model.encoder.*)."""
-    torch.manual_seed(seed)
-    encoder = SampleCNN(out_dim=11)
-    state = {f"model.encoder.{k}": v for k, v in encoder.state_dict().items() if not k.startswith("fc.")}
-    state["model.projector.0.weight"] = torch.randn(512, 512)
-    torch.save({"state_dict": state, "hyper_parameters": {"sample_rate": 22050, "audio_length": 59049}}, path)
-    return path
+from conftest import assert_finite_json, event_tags
+from conftest import random_encoder_checkpoint as encoder_checkpoint
 
 
 def synthetic(tmp: Path, *extra: str) -> list[str]:
-    return ["--dataset", "synthetic", "--dataset_dir", str(tmp / "data"), "--log_dir", str(tmp / "runs"),
-            "--synthetic_tracks", "24", "--synthetic_duration", "3.0", "--finetuner_max_epochs", "2",
-            "--accelerator", "cpu", *extra]
+    return [
+        "--dataset",
+        "synthetic",
+        "--dataset_dir",
+        str(tmp / "data"),
+        "--log_dir",
+        str(tmp / "runs"),
+        "--synthetic_tracks",
+        "24",
+        "--synthetic_duration",
+        "3.0",
+        "--finetuner_max_epochs",
+        "2",
+        "--accelerator",
+        "cpu",
+        *extra,
+    ]
 
 
 def results_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
-
-
-def event_tags(run_dir: Path) -> set[str]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    tags = set()
-    for events in run_dir.rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 0})
-        acc.Reload()
-        tags |= set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
-    return tags
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +78,7 @@ def test_every_metric_has_a_finite_bootstrap_interval_in_results_json_and_the_pr
     results = results_of(tmp / "runs" / "linear_synthetic")
     assert_finite_json(results)
     assert set(results["metrics_ci"]) == set(results["metrics"])
-    for key, (lo, hi) in results["metrics_ci"].items():
+    for lo, hi in results["metrics_ci"].values():
         assert 0 <= lo <= hi <= 1
     assert results["bootstrap"]["resamples"] == 1000 and results["bootstrap"]["seed"] == results["config"]["seed"]
     saved = np.load(results["outputs"]["test_scores"])
@@ -98,8 +95,11 @@ def test_reloading_the_head_skips_training_and_extraction_and_gives_the_same_sco
     tmp, ckpt = synthetic_run
     first = results_of(tmp / "runs" / "linear_synthetic")
     best = tmp / "runs" / "linear_synthetic" / "checkpoints" / "best.ckpt"
-    linear_evaluation.main(synthetic(tmp, "--checkpoint_path", str(ckpt), "--run_name", "reloaded",
-                                     "--finetuner_checkpoint_path", str(best)))
+    linear_evaluation.main(
+        synthetic(
+            tmp, "--checkpoint_path", str(ckpt), "--run_name", "reloaded", "--finetuner_checkpoint_path", str(best)
+        )
+    )
     again = results_of(tmp / "runs" / "reloaded")
     assert again["head"]["trained"] is False
     assert all(r["cached"] for r in again["representations"].values())
@@ -110,13 +110,28 @@ def test_reloading_the_head_skips_training_and_extraction_and_gives_the_same_sco
 
 def test_mlp_head_chunks_protocol_and_label_fraction(synthetic_run):
     tmp, ckpt = synthetic_run
-    linear_evaluation.main(synthetic(tmp, "--checkpoint_path", str(ckpt), "--run_name", "mlp", "--finetuner_mlp", "1",
-                                     "--finetuner_protocol", "chunks", "--finetuner_label_fraction", "0.5"))
+    linear_evaluation.main(
+        synthetic(
+            tmp,
+            "--checkpoint_path",
+            str(ckpt),
+            "--run_name",
+            "mlp",
+            "--finetuner_mlp",
+            "1",
+            "--finetuner_protocol",
+            "chunks",
+            "--finetuner_label_fraction",
+            "0.5",
+        )
+    )
     results = results_of(tmp / "runs" / "mlp")
     assert results["head"]["type"] == "mlp" and results["protocol"] == "chunks"
-    assert results["dataset"]["splits"]["train"]["tracks_used"] == round(0.5 * results["dataset"]["splits"]["train"]["tracks"])
-    assert results["representations"]["test"]["cached"]          # the test chunks are shared with the clmr protocol
-    assert not results["representations"]["train"]["cached"]     # chunks of the training tracks are new
+    assert results["dataset"]["splits"]["train"]["tracks_used"] == round(
+        0.5 * results["dataset"]["splits"]["train"]["tracks"]
+    )
+    assert results["representations"]["test"]["cached"]  # the test chunks are shared with the clmr protocol
+    assert not results["representations"]["train"]["cached"]  # chunks of the training tracks are new
     state = torch.load(tmp / "runs" / "mlp" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
     assert sorted(state) == ["model.0.bias", "model.0.weight", "model.2.bias", "model.2.weight"]
 
@@ -125,8 +140,19 @@ def test_a_head_of_the_other_kind_is_a_clear_error(synthetic_run):
     tmp, ckpt = synthetic_run
     best = tmp / "runs" / "linear_synthetic" / "checkpoints" / "best.ckpt"
     with pytest.raises(Exception, match="a linear head; pass --finetuner_mlp 0"):
-        linear_evaluation.main(synthetic(tmp, "--checkpoint_path", str(ckpt), "--run_name", "x",
-                                         "--finetuner_mlp", "1", "--finetuner_checkpoint_path", str(best)))
+        linear_evaluation.main(
+            synthetic(
+                tmp,
+                "--checkpoint_path",
+                str(ckpt),
+                "--run_name",
+                "x",
+                "--finetuner_mlp",
+                "1",
+                "--finetuner_checkpoint_path",
+                str(best),
+            )
+        )
 
 
 # -- a single-label dataset -----------------------------------------------------------------------
@@ -148,7 +174,7 @@ class Genres(AudioDataset):
             path = folder / f"{k}.wav"
             if not path.exists():
                 t = np.arange(int(audio_length * 1.2)) / sample_rate
-                tone = 0.3 * np.sin(2 * np.pi * (110 * 4 ** label) * t) + 0.01 * rng.standard_normal(t.size)
+                tone = 0.3 * np.sin(2 * np.pi * (110 * 4**label) * t) + 0.01 * rng.standard_normal(t.size)
                 sf.write(path, tone.astype(np.float32), sample_rate, subtype="FLOAT")
             self.files.append(path)
         self.targets = np.asarray(labels, dtype=np.int64)
@@ -161,9 +187,24 @@ def genres(monkeypatch):
 
 def test_single_label_dataset_reports_accuracy_and_compares_with_a_random_encoder(tmp_path, genres, capsys):
     ckpt = encoder_checkpoint(tmp_path / "last.ckpt", seed=1)
-    linear_evaluation.main(["--dataset", "genres", "--dataset_dir", str(tmp_path / "data"),
-                            "--log_dir", str(tmp_path / "runs"), "--finetuner_max_epochs", "2",
-                            "--accelerator", "cpu", "--checkpoint_path", str(ckpt), "--compare_random", "1"])
+    linear_evaluation.main(
+        [
+            "--dataset",
+            "genres",
+            "--dataset_dir",
+            str(tmp_path / "data"),
+            "--log_dir",
+            str(tmp_path / "runs"),
+            "--finetuner_max_epochs",
+            "2",
+            "--accelerator",
+            "cpu",
+            "--checkpoint_path",
+            str(ckpt),
+            "--compare_random",
+            "1",
+        ]
+    )
     pretrained = results_of(tmp_path / "runs" / "linear_genres")
     baseline = results_of(tmp_path / "runs" / "linear_genres_random")
     assert set(pretrained["metrics"]) == {"accuracy", "roc_auc", "pr_auc"}
@@ -190,8 +231,18 @@ def test_an_unlabelled_dataset_is_a_clear_error(tmp_path):
         sf.write(folder / f"{k}.wav", np.zeros(60000, dtype=np.float32), 22050)
     ckpt = encoder_checkpoint(tmp_path / "last.ckpt")
     with pytest.raises(DatasetError, match="needs a labelled dataset"):
-        linear_evaluation.main(["--dataset", "audio", "--dataset_dir", str(folder), "--log_dir", str(tmp_path / "runs"),
-                                "--checkpoint_path", str(ckpt)])
+        linear_evaluation.main(
+            [
+                "--dataset",
+                "audio",
+                "--dataset_dir",
+                str(folder),
+                "--log_dir",
+                str(tmp_path / "runs"),
+                "--checkpoint_path",
+                str(ckpt),
+            ]
+        )
 
 
 def test_run_name_that_would_overwrite_the_encoders_checkpoints_is_refused(tmp_path):
@@ -199,15 +250,20 @@ def test_run_name_that_would_overwrite_the_encoders_checkpoints_is_refused(tmp_p
     ckpt_dir.mkdir(parents=True)
     ckpt = encoder_checkpoint(ckpt_dir / "last.ckpt")
     with pytest.raises(Exception, match="would overwrite the encoder's"):
-        linear_evaluation.main(["--log_dir", str(tmp_path / "runs"), "--run_name", "demo", "--checkpoint_path", str(ckpt)])
+        linear_evaluation.main(
+            ["--log_dir", str(tmp_path / "runs"), "--run_name", "demo", "--checkpoint_path", str(ckpt)]
+        )
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "--checkpoint_path is required"),
-    (["--checkpoint_path", "missing.ckpt"], "missing.ckpt: file not found"),
-    (["--checkpoint_path", "random", "--compare_random", "1"], "--compare_random 1 compares"),
-    (["--checkpoint_path", "random", "--bootstrap_resamples", "0"], "--bootstrap_resamples 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "--checkpoint_path is required"),
+        (["--checkpoint_path", "missing.ckpt"], "missing.ckpt: file not found"),
+        (["--checkpoint_path", "random", "--compare_random", "1"], "--compare_random 1 compares"),
+        (["--checkpoint_path", "random", "--bootstrap_resamples", "0"], "--bootstrap_resamples 0"),
+    ],
+)
 def test_command_line_errors_are_one_line_and_exit_1(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["linear_evaluation.py", "--log_dir", str(tmp_path), *args])
@@ -232,3 +288,16 @@ def test_an_encoder_whose_outputs_overflow_stops_before_a_nan_score_is_written(t
     result = run_script_in_process("linear_evaluation", *synthetic(tmp_path, "--checkpoint_path", str(ckpt)))
     assert_refused(result, f"--checkpoint_path {ckpt}", "NaN or infinite representations", "synthetic/train")
     assert not list((tmp_path / "runs").rglob("results.json"))
+
+
+def test_a_head_written_by_main_at_0739081_is_reloaded_by_the_probe(synthetic_run):
+    from conftest import OLD_HEAD
+
+    tmp, ckpt = synthetic_run
+    linear_evaluation.main(
+        synthetic(
+            tmp, "--checkpoint_path", str(ckpt), "--run_name", "old_head", "--finetuner_checkpoint_path", str(OLD_HEAD)
+        )
+    )
+    results = results_of(tmp / "runs" / "old_head")
+    assert results["head"]["trained"] is False and results["head"]["checkpoint"] == str(OLD_HEAD)

@@ -1,5 +1,6 @@
 """Training data path and step settings: batch shapes, random window crops per item, view and worker, worker
 seeding, pinning, auto workers, and the auto precision."""
+
 from __future__ import annotations
 
 import os
@@ -10,11 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from clmr.config import load_config
 from clmr.datasets.dataset import AudioDataset
-from clmr.datasets.loading import crop_loader, num_workers, pin_memory
 from clmr.datasets.views import CropDataset
-from clmr.trainer import resolve_precision
+from clmr.stages import training_loader
+from conftest import config
 
 SR = 22050
 FRAMES = 20000  # below 2**15, so that a sample's 16-bit value is its position in the track
@@ -40,35 +40,32 @@ def offsets(views: torch.Tensor) -> list[int]:
     return [int(v) for v in torch.round(first * 32768)]
 
 
-def config(**options) -> object:
-    argv = [item for key, value in options.items() for item in (f"--{key}", str(value))]
-    return load_config(argv)
-
-
 @pytest.fixture
 def ramps(tmp_path) -> Ramps:
     return Ramps(tmp_path, 10)
 
 
 def test_crop_loader_yields_pairs_of_float32_crops_and_drops_the_last_partial_batch(ramps):
-    loader = crop_loader(ramps, config(batch_size=4, workers=0), train=True, n_views=2)
+    loader = training_loader(ramps, config(batch_size=4, workers=0), train=True, n_views=2)
     batches = [views for views, _ in loader]
     assert len(batches) == 2  # 10 tracks, batch 4: the last 2 are dropped
     for views in batches:
         assert views.shape == (4, 2, 1, CROP) and views.dtype == torch.float32 and views.is_contiguous()
         for crop in views.reshape(-1, CROP):  # each crop is a contiguous window of the ramp
-            np.testing.assert_array_equal(torch.round(crop * 32768).numpy(), np.arange(CROP) + round(float(crop[0]) * 32768))
+            np.testing.assert_array_equal(
+                torch.round(crop * 32768).numpy(), np.arange(CROP) + round(float(crop[0]) * 32768)
+            )
 
 
 def test_evaluation_loader_keeps_every_track_in_order(ramps):
-    loader = crop_loader(ramps, config(batch_size=4, workers=0), train=False, n_views=None)
+    loader = training_loader(ramps, config(batch_size=4, workers=0), train=False, n_views=None)
     sizes = [views.shape for views, _ in loader]
     assert sizes == [(4, 1, CROP), (4, 1, CROP), (2, 1, CROP)]
 
 
 def test_views_and_items_are_cut_at_independent_random_offsets(ramps):
     torch.manual_seed(0)
-    starts = [offsets(views) for views, _ in crop_loader(ramps, config(batch_size=2, workers=0), True, n_views=2)]
+    starts = [offsets(views) for views, _ in training_loader(ramps, config(batch_size=2, workers=0), True, n_views=2)]
     flat = [s for batch in starts for s in batch]
     assert len(set(flat)) == len(flat)  # 20 crops from 18,001 possible offsets: no repeats
     assert all(0 <= s <= FRAMES - CROP for s in flat)
@@ -86,7 +83,7 @@ def test_workers_cut_different_crops_and_the_seed_repeats_them(ramps):
 
     def epoch(seed: int) -> list[int]:
         torch.manual_seed(seed)
-        loader = crop_loader(ramps, cfg, train=True, n_views=2)
+        loader = training_loader(ramps, cfg, train=True, n_views=2)
         return [s for views, _ in loader for s in offsets(views)]
 
     first, again, other = epoch(1), epoch(1), epoch(2)
@@ -96,7 +93,7 @@ def test_workers_cut_different_crops_and_the_seed_repeats_them(ramps):
 
 
 def test_a_persistent_loader_cuts_new_crops_every_epoch(ramps):
-    loader = crop_loader(ramps, config(batch_size=5, workers=1), train=True, n_views=1)
+    loader = training_loader(ramps, config(batch_size=5, workers=1), train=True, n_views=1)
     one = sorted(s for views, _ in loader for s in offsets(views))
     two = sorted(s for views, _ in loader for s in offsets(views))
     assert one != two
@@ -110,73 +107,10 @@ def test_training_batches_stay_finite_when_a_track_holds_nan_with_worker_process
         x[::997] = np.nan if k == 2 else x[::997]  # NaN all along track 2: every crop of it holds some
         sf.write(str(tmp_path / f"t{k}.wav"), x, SR, subtype="FLOAT")
     dataset = AudioFolder(tmp_path, "train", SR, CROP)  # t5 is held out
-    loader = crop_loader(dataset, config(batch_size=5, workers=2), train=True, n_views=2)
-    (views, _), = list(loader)
+    loader = training_loader(dataset, config(batch_size=5, workers=2), train=True, n_views=2)
+    ((views, _),) = list(loader)
     assert torch.isfinite(views).all()
     assert sorted(round(float(v.mean()), 1) for v in views) == [0.1, 0.2, 0.4, 0.4, 0.5]  # t3 stood in for t2
-
-
-def test_batches_are_pinned_only_for_training_on_a_gpu(monkeypatch, visible_gpus):
-    visible_gpus(1)
-    asked_for_a_gpu = config(gpus=1)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert not pin_memory(config())
-    assert not pin_memory(asked_for_a_gpu)  # asked for a GPU, but there is none: nothing to pin for
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert pin_memory(config())  # accelerator auto picks the GPU
-    assert pin_memory(config(gpus=1))
-    assert pin_memory(config(accelerator="gpu"))
-    assert not pin_memory(config(accelerator="cpu"))
-    assert not pin_memory(config(gpus=0))
-
-
-def test_auto_workers_are_none_on_the_cpu_and_the_free_cores_per_gpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert num_workers(config(workers=3)) == 3
-    assert num_workers(config(workers=-1)) == 0
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert num_workers(config(workers=-1)) == 7  # 16 cores over 2 GPUs, one left for each main process
-    assert num_workers(config(workers=-1, devices=1)) == 8  # at most 8
-    assert num_workers(config(workers=-1, accelerator="cpu")) == 0
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert num_workers(config(workers=-1, devices=1)) == 1
-
-
-# -- the training step's precision (config/config.yaml: precision auto) -----------------------
-@pytest.mark.parametrize("capabilities, expected", [({"avx512_bf16": True}, "bf16-mixed"),
-                                                    ({"amx_bf16": True}, "bf16-mixed"),
-                                                    ({"avx2": True}, "32-true")])
-def test_auto_precision_is_bf16_on_cpus_that_compute_it_natively(monkeypatch, capabilities, expected):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
-    assert resolve_precision(config(precision="auto"), "pretrain") == expected
-    assert resolve_precision(config(precision="auto"), "supervised") == expected
-    assert resolve_precision(config(precision="auto"), "linear") == "32-true"  # the probe's head is tiny
-    assert resolve_precision(config(precision="32-true"), "pretrain") == "32-true"  # fp32 stays an option
-
-
-def test_auto_precision_on_gpus_follows_native_bf16_support(monkeypatch, visible_gpus):
-    visible_gpus(1)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    assert resolve_precision(config(precision="auto", gpus=1)) == "32-true"  # emulated only: slower than fp32
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert resolve_precision(config(precision="auto", gpus=1)) == "bf16-mixed"
-    assert resolve_precision(config(precision="16-mixed", gpus=1)) == "16-mixed"
-
-
-def test_compile_compiles_the_encoder_in_place_and_keeps_the_checkpoint_keys():
-    from clmr.models import SampleCNN
-    from clmr.modules import ContrastiveLearning
-
-    eager = ContrastiveLearning(config(compile=0), SampleCNN())
-    compiled = ContrastiveLearning(config(compile=1), SampleCNN())
-    assert compiled.model.encoder._compiled_call_impl is not None  # compiled on its first call
-    assert eager.model.encoder._compiled_call_impl is None
-    assert list(compiled.state_dict()) == list(eager.state_dict())
-    assert any(key.startswith("model.encoder.sequential.") for key in compiled.state_dict())
 
 
 class Indices(torch.utils.data.Dataset):
@@ -187,10 +121,7 @@ class Indices(torch.utils.data.Dataset):
         return torch.tensor([float(i)])
 
 
-
-
-@pytest.mark.parametrize("stop,limit", [("sigterm at step 8", None), ("sigterm at step 4", 4),
-                                        ("end of epoch 0", 4)])
+@pytest.mark.parametrize("stop,limit", [("sigterm at step 8", None), ("sigterm at step 4", 4), ("end of epoch 0", 4)])
 def test_a_resumed_run_trains_on_the_batches_the_stopped_run_had_not_reached(tmp_path, stop, limit):
     """Lightning restores a checkpoint's step counters; the loader's position in the epoch comes back with them.
 
@@ -233,11 +164,18 @@ def test_a_resumed_run_trains_on_the_batches_the_stopped_run_had_not_reached(tmp
     last = tmp_path / "last.ckpt"
 
     def fit(module, callbacks=(), ckpt_path=None, max_epochs=3) -> None:
-        Trainer(max_epochs=max_epochs, limit_train_batches=limit or 1.0, accelerator="cpu", logger=False,
-                enable_checkpointing=any(isinstance(c, LastCheckpoint) for c in callbacks),
-                enable_progress_bar=False, enable_model_summary=False,
-                callbacks=[*callbacks, EpochLength()], plugins=[AtomicCheckpointIO()],
-                default_root_dir=tmp_path).fit(module, loader(), ckpt_path=ckpt_path)
+        Trainer(
+            max_epochs=max_epochs,
+            limit_train_batches=limit or 1.0,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=any(isinstance(c, LastCheckpoint) for c in callbacks),
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[*callbacks, EpochLength()],
+            plugins=[AtomicCheckpointIO()],
+            default_root_dir=tmp_path,
+        ).fit(module, loader(), ckpt_path=ckpt_path)
 
     whole, first, second = Seen(), Seen(), Seen()
     fit(whole)

@@ -1,4 +1,7 @@
 """NT-Xent equals simclr's reference implementation on the same inputs, for any batch size."""
+
+from __future__ import annotations
+
 import pytest
 import torch
 from simclr.modules import NT_Xent

@@ -1,5 +1,8 @@
 """Online evaluation during pre-training: the kNN and linear probes, training left undisturbed (same weights with it
 on as off), Online/* in TensorBoard, and the config's choices."""
+
+from __future__ import annotations
+
 import random
 from pathlib import Path
 
@@ -10,7 +13,7 @@ from torch import nn
 
 import main
 from clmr.online_evaluation import RandomState, cost_line, knn_scores, linear_scores, online_metrics, undisturbed
-from conftest import assert_refused
+from conftest import assert_refused, tiny_flags
 
 
 def clusters(n_per_class: int, n_classes: int = 3, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
@@ -45,8 +48,11 @@ def test_the_linear_probe_separates_separable_features():
     train, classes = clusters(10)
     query, query_classes = clusters(4, seed=1)
     single = linear_scores(train, classes, query, n_classes=3, multilabel=False)
-    assert online_metrics(query_classes, single, ["a", "b", "c"], False) == {"accuracy": 1.0, "roc_auc": 1.0,
-                                                                          "pr_auc": 1.0}
+    assert online_metrics(query_classes, single, ["a", "b", "c"], False) == {
+        "accuracy": 1.0,
+        "roc_auc": 1.0,
+        "pr_auc": 1.0,
+    }
     multi = np.eye(3)[classes]
     multi[:, 1] = 0  # a tag absent from the training subset: scored by its frequency, no error
     scores = linear_scores(train, multi, query, n_classes=3, multilabel=True)
@@ -85,7 +91,8 @@ def test_random_state_capture_is_a_snapshot():
 
 def test_the_cost_line_names_seconds_and_the_share_of_an_epoch():
     assert cost_line([1.0, 3.0, 2.0], [40.0, 100.0]) == (
-        "online evaluation: 2.0 s per evaluation (median of 3), 2.9 % of a pre-training epoch (70.0 s, median of 2)")
+        "online evaluation: 2.0 s per evaluation (median of 3), 2.9 % of a pre-training epoch (70.0 s, median of 2)"
+    )
 
 
 # -- in a tiny pre-training run -----------------------------------------------------------------------
@@ -111,11 +118,21 @@ def runs_on_and_off(tmp_path_factory, tiny_data):
     tmp = tmp_path_factory.mktemp("online")
 
     def flags(name: str, *extra: str) -> list[str]:
-        return ["--dataset", "synthetic", "--dataset_dir", str(tiny_data), "--log_dir", str(tmp / "runs"),
-                "--synthetic_tracks", "24", "--synthetic_duration", "3.0", "--batch_size", "4", "--max_epochs", "2",
-                "--limit_train_batches", "2", "--limit_val_batches", "1", "--log_every_n_steps", "1",
-                "--accelerator", "cpu", "--precision", "32-true", "--run_name", name,
-                "--online_eval_train_tracks", "8", "--online_eval_k", "3", *extra]
+        return tiny_flags(
+            tiny_data,
+            tmp / "runs",
+            "--max_epochs",
+            "2",
+            "--precision",
+            "32-true",
+            "--run_name",
+            name,
+            "--online_eval_train_tracks",
+            "8",
+            "--online_eval_k",
+            "3",
+            *extra,
+        )
 
     main.main(flags("on", "--online_eval", "knn"))
     main.main(flags("off", "--online_eval", "none"))
@@ -165,8 +182,15 @@ def test_evaluate_encoder_scores_a_random_encoder_on_the_valid_tracks_and_leaves
     encoder = SampleCNN(out_dim=11).train()
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     with undisturbed(encoder):
-        metrics = evaluate_encoder(encoder, OnlineSplit.of(train, 6, cfg.seed), OnlineSplit.of(valid, len(valid), 0),
-                                   method, k=3, batch_size=4, calibrate=True)
+        metrics = evaluate_encoder(
+            encoder,
+            OnlineSplit.of(train, 6, cfg.seed),
+            OnlineSplit.of(valid, len(valid), 0),
+            method,
+            k=3,
+            batch_size=4,
+            calibrate=True,
+        )
     assert set(metrics) <= {"roc_auc", "pr_auc"} and all(0 <= v <= 1 for v in metrics.values())
     assert encoder.training and all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
     with pytest.raises(ValueError, match="expected knn or linear"):
@@ -192,7 +216,8 @@ def test_an_unlabelled_dataset_is_watched_only_through_a_named_labelled_one(tmp_
 
     from clmr.config import load_config
     from clmr.datasets import dataset_from_config
-    from clmr.online_evaluation import OnlineEvaluation, online_evaluation_from_config
+    from clmr.online_evaluation import OnlineEvaluation
+    from clmr.stages import online_evaluation_from_config
 
     music = tmp_path / "music"
     music.mkdir()
@@ -203,8 +228,9 @@ def test_an_unlabelled_dataset_is_watched_only_through_a_named_labelled_one(tmp_
     train, valid = dataset_from_config(cfg, "train"), dataset_from_config(cfg, "valid")
     assert online_evaluation_from_config(cfg, train, valid) is None
     assert "online evaluation off: --dataset audio has no labels" in capsys.readouterr().out
-    watched = load_config([*flags, "--online_eval_dataset", "synthetic", "--online_eval_dataset_dir", str(tiny_data)],
-                          prog="main.py")
+    watched = load_config(
+        [*flags, "--online_eval_dataset", "synthetic", "--online_eval_dataset_dir", str(tiny_data)], prog="main.py"
+    )
     callback = online_evaluation_from_config(watched, train, valid)
     assert isinstance(callback, OnlineEvaluation) and callback.valid.dataset.name == "synthetic"
     assert "synthetic/valid" in callback.describe()

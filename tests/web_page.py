@@ -3,6 +3,7 @@
 Shared by tests/test_web.py and bench/bench_web.py. The driver, web/tests/drive.mjs, runs every case
 of a spec in one Chromium launch and prints what the page showed as JSON.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,15 +14,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-import numpy as np
-import torch
-from torch import nn
-
-from clmr.datasets.synthetic import TAGS
-from encoders import calibrated_encoder
+from conftest import stereo_with_truth  # noqa: F401 - the page's test signal, for test_web.py and bench_web.py
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
@@ -52,43 +48,15 @@ def missing_tools() -> str:
     return ""
 
 
-def write_checkpoints(root: Path) -> tuple[Path, Path]:
-    """The calibrated test encoder (our pre-training format) and a random linear head on the synthetic tags."""
-    encoder = calibrated_encoder()
-    enc_path = root / "pretrain.ckpt"
-    torch.save({"state_dict": {f"model.encoder.{k}": v for k, v in encoder.state_dict().items()},
-                "hyper_parameters": {"sample_rate": SR, "audio_length": L}}, enc_path)
-    torch.manual_seed(1)
-    head = nn.Sequential(nn.Linear(512, len(TAGS)))
-    nn.init.normal_(head[0].weight, std=0.5)
-    head_path = root / "head.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()},
-                "hyper_parameters": {"dataset": "synthetic", "multilabel": True, "n_outputs": len(TAGS)}}, head_path)
-    return enc_path, head_path
-
-
-def stereo_with_truth(seconds: float, rate: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A band-limited stereo signal at `rate` and, rendered independently, its mono mix at 22,050 Hz:
-    partials below 5 kHz with slow amplitude envelopes, different in the two channels."""
-    rng = np.random.default_rng(seed)
-    partials = [(rng.uniform(60, 5000), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 3), rng.integers(0, 2))
-                for _ in range(24)]
-
-    def render(at: int) -> np.ndarray:
-        t = np.arange(int(seconds * at)) / at
-        out = np.zeros((len(t), 2))
-        for f, phase, am, channel in partials:
-            out[:, channel] += 0.08 * np.sin(2 * np.pi * f * t + phase) * (1 + np.sin(2 * np.pi * am * t)) / 2
-        return out
-
-    return render(rate), render(SR).mean(axis=1)
-
-
 @contextlib.contextmanager
 def serving(model_dir: Path) -> Iterator[str]:
     """web/serve.py on a free port of 127.0.0.1 with `model_dir` as the page's model; yields the page's URL."""
-    server = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--port", "0", "--quiet", "--model", str(model_dir)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(WEB / "serve.py"), "--port", "0", "--quiet", "--model", str(model_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         for line in server.stdout:  # warnings first, then "serving http://127.0.0.1:PORT/ ..."
@@ -107,13 +75,23 @@ def serving(model_dir: Path) -> Iterator[str]:
 def drive(url: str, sessions: list[dict], out: Path, timeout_s: float) -> dict:
     """Run the sessions (see web/tests/drive.mjs) in one headless Chromium; what the page showed, as JSON."""
     out.mkdir(parents=True, exist_ok=True)
-    spec = {"url": url, "chromium": chromium_path(), "out": str(out), "timeout_ms": int(timeout_s * 1000),
-            "sessions": sessions}
+    spec = {
+        "url": url,
+        "chromium": chromium_path(),
+        "out": str(out),
+        "timeout_ms": int(timeout_s * 1000),
+        "sessions": sessions,
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
     try:
-        done = subprocess.run(["node", str(DRIVER), f.name], cwd=WEB, capture_output=True, text=True,
-                              timeout=timeout_s * (1 + sum(len(s.get("steps", [])) for s in sessions)))
+        done = subprocess.run(
+            ["node", str(DRIVER), f.name],
+            cwd=WEB,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s * (1 + sum(len(s.get("steps", [])) for s in sessions)),
+        )
     finally:
         os.unlink(f.name)
     if done.returncode:

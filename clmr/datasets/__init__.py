@@ -2,6 +2,7 @@
 
 Each dataset is an `AudioDataset`: tracks on disk, optional labels and tag names, read as windows.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,10 +36,21 @@ def get_dataset(name: str, dataset_dir: str | os.PathLike, subset: str, **option
 
 
 def dataset_from_config(cfg, subset: str) -> AudioDataset:
-    """`get_dataset` with the options the config holds (dataset, dataset_dir, sample_rate, ...)."""
-    return dataset_class(cfg.dataset).from_config(cfg, subset)
+    """`get_dataset` with the options the config holds: dataset, dataset_dir, sample_rate, audio_length, and the
+    dataset's own (its `CONFIG_KEYS`). The one place a dataset's arguments are read from the config."""
+    cls = dataset_class(cfg.dataset)
+    options = {argument: getattr(cfg, key) for argument, key in cls.CONFIG_KEYS.items()}
+    return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length, **options)
 
 
-__all__ = ["AudioDataset", "CropDataset", "DatasetError", "REGISTRY", "SUBSETS",
-           "dataset_class", "dataset_from_config", "get_dataset",
-           "layout_lines"]
+__all__ = [
+    "AudioDataset",
+    "CropDataset",
+    "DatasetError",
+    "REGISTRY",
+    "SUBSETS",
+    "dataset_class",
+    "dataset_from_config",
+    "get_dataset",
+    "layout_lines",
+]

@@ -1,4 +1,5 @@
 """The dataset base: a list of tracks with optional labels, read as fixed-length windows from disk."""
+
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from clmr.audio import AudioFileError, AudioInfo, audio_info, check_format, read_window
+from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE, AudioFileError, AudioInfo, audio_info, check_format, read_window
 from clmr.filenames import shown
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,12 @@ class AudioDataset(Dataset):
 
     name = "dataset"
     multilabel = True
+    CONFIG_KEYS: dict[str, str] = {}  # constructor argument -> the config key it is read from (dataset_from_config)
+    TAG_NAMES: tuple[str, ...] = ()  # tag names fixed in code (the same for every copy of the dataset), if any
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = 22050,
-                 audio_length: int = 59049):
+    def __init__(
+        self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH
+    ):
         if subset not in SUBSETS:
             raise DatasetError(f"unknown subset {subset!r}; expected one of {', '.join(SUBSETS)}")
         self.root = Path(root)
@@ -45,11 +49,6 @@ class AudioDataset(Dataset):
         self.tag_names: list[str] = []
         self.layout = ""  # one line saying which on-disk layout was read, for datasets that have two
         self._infos: list[AudioInfo] | None = None
-
-    @classmethod
-    def from_config(cls, cfg, subset: str) -> "AudioDataset":
-        """Build from the config; subclasses with options of their own (config keys) extend this."""
-        return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length)
 
     # -- what a track is -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -122,8 +121,9 @@ class AudioDataset(Dataset):
         for path in short[:5]:
             log.warning("skipping %s: shorter than %d samples", shown(path), min_frames)
         if short:
-            log.warning("%s/%s: skipped %d track(s) shorter than %d samples", self.name, self.subset,
-                        len(short), min_frames)
+            log.warning(
+                "%s/%s: skipped %d track(s) shorter than %d samples", self.name, self.subset, len(short), min_frames
+            )
         return keep
 
     def describe(self) -> str:

@@ -1,15 +1,15 @@
-"""DataLoaders for training: crops read as windows, batched, with workers, pinning and prefetch from the config.
+"""DataLoaders for training: crops read as windows, batched, with workers, pinning and prefetch.
 
 The training loader is resumable: its order is drawn from (seed, epoch) alone and its position in the epoch is
 saved in every checkpoint (Lightning's `state_dict` protocol for loaders), so a run resumed from a checkpoint
 written mid-epoch trains on the batches the interrupted run had not reached, in the order it would have.
 """
+
 from __future__ import annotations
 
 import itertools
-import os
-from argparse import Namespace
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
@@ -19,37 +19,6 @@ from clmr.datasets.dataset import AudioDataset, DatasetError
 from clmr.datasets.views import CropDataset
 
 PREFETCH_FACTOR = 4  # batches each worker prepares ahead
-
-
-MAX_AUTO_WORKERS = 8
-
-
-def pin_memory(cfg: Namespace) -> bool:
-    """Page-locked batches make host-to-GPU copies asynchronous: worth it only when training runs on a GPU."""
-    from clmr.trainer import training_on_gpu
-
-    return torch.cuda.is_available() and training_on_gpu(cfg)
-
-
-def num_workers(cfg: Namespace) -> int:
-    """`--workers N`, or for -1 (auto): none when training on the CPU, where workers would take cores
-    from the model (reading the crops by seeking costs about 1% of a step there); on GPUs the cores
-    this process may use, shared among this node's GPUs, less one for the main process, at most 8."""
-    if cfg.workers >= 0:
-        return cfg.workers
-    from clmr.trainer import hardware, training_on_gpu
-
-    if not training_on_gpu(cfg):
-        return 0
-    devices = hardware(cfg)["devices"]
-    if isinstance(devices, list):
-        per_node = len(devices)
-    elif isinstance(devices, int) and devices > 0:
-        per_node = devices
-    else:
-        per_node = max(torch.cuda.device_count(), 1)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(MAX_AUTO_WORKERS, cores // per_node - 1))
 
 
 class EpochShuffle(RandomSampler):
@@ -147,18 +116,30 @@ class EpochLength(Callback):
                 loader.epoch_length = int(batches) if batches != float("inf") else None
 
 
-def crop_loader(dataset: AudioDataset, cfg: Namespace, train: bool, n_views: int | None = 2,
-                transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                batch_size: int | None = None) -> DataLoader:
-    """Batches of random crops (n_views per track, or one when None) of `dataset`."""
+def crop_loader(
+    dataset: AudioDataset,
+    *,
+    batch_size: int,
+    train: bool,
+    seed: int,
+    workers: int = 0,
+    pin_memory: bool = False,
+    n_views: int | None = 2,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> DataLoader:
+    """Batches of random crops (n_views per track, or one when None) of `dataset`; the training order is drawn
+    from (`seed`, epoch) and resumable."""
     crops = CropDataset(dataset, n_views=n_views, transform=transform)
-    batch_size = batch_size or cfg.batch_size
     if train and len(crops) < batch_size:
         raise DatasetError(f"{dataset.describe()}: fewer usable tracks ({len(crops)}) than --batch_size {batch_size}")
-    workers = num_workers(cfg)
-    options = dict(num_workers=workers, pin_memory=pin_memory(cfg), persistent_workers=workers > 0,
-                   prefetch_factor=PREFETCH_FACTOR if workers > 0 else None)
+    options = dict(
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        prefetch_factor=PREFETCH_FACTOR if workers > 0 else None,
+    )
     if train:  # drop_last: equal batch sizes on every step (and every DDP rank)
-        return ResumableLoader(crops, batch_sampler=ResumableBatches(EpochShuffle(crops, cfg.seed), batch_size,
-                                                                     drop_last=True), **options)
+        return ResumableLoader(
+            crops, batch_sampler=ResumableBatches(EpochShuffle(crops, seed), batch_size, drop_last=True), **options
+        )
     return DataLoader(crops, batch_size=batch_size, shuffle=False, **options)

@@ -1,7 +1,6 @@
 """The probe: a linear (or one-hidden-layer MLP) head trained on a frozen encoder's cached representations."""
-from __future__ import annotations
 
-from argparse import Namespace
+from __future__ import annotations
 
 import numpy as np
 import torch
@@ -9,17 +8,10 @@ from pytorch_lightning import LightningModule
 from torch import nn
 
 from clmr.evaluation import probabilities, track_metrics
+from clmr.models.head import build_head
 
-HIDDEN = 512             # the MLP head's hidden layer
-PLATEAU_FACTOR = 0.1     # the original CLMR's finetuner schedule
+PLATEAU_FACTOR = 0.1  # the original CLMR's finetuner schedule
 PLATEAU_PATIENCE = 5
-
-
-def build_head(n_features: int, n_outputs: int, mlp: bool) -> nn.Sequential:
-    """`Linear`, or `Linear-ReLU-Linear` with 512 hidden units: keys `0.*` (and `2.*`) as in the original."""
-    if mlp:
-        return nn.Sequential(nn.Linear(n_features, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_outputs))
-    return nn.Sequential(nn.Linear(n_features, n_outputs))
 
 
 class LinearEvaluation(LightningModule):
@@ -29,15 +21,27 @@ class LinearEvaluation(LightningModule):
     crop-level macro ROC-AUC and PR-AUC (and accuracy for single-label data) to TensorBoard.
     """
 
-    def __init__(self, cfg: Namespace, n_features: int, n_outputs: int, multilabel: bool,
-                 tag_names: list[str] | None = None):
+    def __init__(
+        self,
+        n_features: int,
+        n_outputs: int,
+        multilabel: bool,
+        tag_names: list[str] | None = None,
+        *,
+        mlp: bool,
+        learning_rate: float,
+        weight_decay: float,
+        dataset: str,
+        sample_rate: int,
+        audio_length: int,
+    ):
         super().__init__()
-        self.save_hyperparameters(vars(cfg))
-        self.hparams.update(n_features=n_features, n_outputs=n_outputs, multilabel=multilabel)
-        self.model = build_head(n_features, n_outputs, bool(self.hparams.finetuner_mlp))
-        self.criterion = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
         self.tag_names = list(tag_names) if tag_names else [str(k) for k in range(n_outputs)]
-        self.hparams["tag_names"] = self.tag_names  # so predict.py and export.py can name the head's outputs
+        # What a reader of the checkpoint needs: predict.py and export.py name the head's outputs by tag_names.
+        self.save_hyperparameters(ignore=["tag_names"])
+        self.hparams["tag_names"] = self.tag_names
+        self.model = build_head(n_features, n_outputs, bool(mlp))
+        self.criterion = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
         self._valid: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -63,15 +67,18 @@ class LinearEvaluation(LightningModule):
             return
         logits = torch.cat([o for o, _ in outputs]).numpy()
         labels = torch.cat([y for _, y in outputs]).numpy()
-        metrics = track_metrics(labels, probabilities(logits, self.hparams.multilabel), self.tag_names,
-                                self.hparams.multilabel)
+        metrics = track_metrics(
+            labels, probabilities(logits, self.hparams.multilabel), self.tag_names, self.hparams.multilabel
+        )
         for name in ("roc_auc", "pr_auc", "accuracy"):
             if name in metrics and np.isfinite(metrics[name]):
                 self.log(f"Valid/{name}", float(metrics[name]))
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.finetuner_learning_rate,
-                                     weight_decay=self.hparams.weight_decay)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=PLATEAU_FACTOR,
-                                                               patience=PLATEAU_PATIENCE)
+        optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "Valid/loss"}}
