@@ -7,6 +7,7 @@ chunk at the end is left out, and a track shorter than one chunk is one zero-pad
 HEAR's timestamp embeddings use centred frames instead (`centred_frames`): one every `hop_ms` from 0 to the
 end of the sound, each chunk centred on its timestamp and zero-padded beyond the sound's ends.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,9 @@ def chunk_audio(audio: Tensor, audio_length: int = AUDIO_LENGTH, hop_length: int
     return audio.unfold(-1, audio_length, hop_length or audio_length)
 
 
-def chunk_centres_ms(n_samples: int, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
-                     hop_length: int | None = None) -> np.ndarray:
+def chunk_centres_ms(
+    n_samples: int, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH, hop_length: int | None = None
+) -> np.ndarray:
     """The centre of each chunk in milliseconds (HEAR's timestamps)."""
     starts = chunk_starts(n_samples, audio_length, hop_length)
     return ((starts + audio_length / 2) * 1000.0 / sample_rate).astype(np.float32)

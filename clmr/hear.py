@@ -12,6 +12,7 @@ is encoded to a 512-d representation, and the sound's embedding is the mean over
 
 Whole files, tags and the resumable embeddings folder: `clmr.inference`, `clmr.embeddings`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,10 +45,20 @@ class ClmrModel(nn.Module):
     scene_embedding_size = N_FEATURES
     timestamp_embedding_size = N_FEATURES
 
-    def __init__(self, encoder: nn.Module, head: nn.Module | None = None, tag_names: Sequence[str] = (),
-                 multilabel: bool = True, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
-                 hop_length: int | None = None, batch_size: int = BATCH_SIZE, fingerprint: str = "",
-                 source: str = "", hop_ms: float | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module | None = None,
+        tag_names: Sequence[str] = (),
+        multilabel: bool = True,
+        sample_rate: int = SAMPLE_RATE,
+        audio_length: int = AUDIO_LENGTH,
+        hop_length: int | None = None,
+        batch_size: int = BATCH_SIZE,
+        fingerprint: str = "",
+        source: str = "",
+        hop_ms: float | None = None,
+    ):
         super().__init__()
         self.encoder = encoder
         self.head = head
@@ -59,7 +70,7 @@ class ClmrModel(nn.Module):
         self.hop_ms = float(hop_ms) if hop_ms else None  # centred HEAR frames every hop_ms; None: consecutive chunks
         self.batch_size = int(batch_size)
         self.fingerprint = fingerprint  # what embeddings depend on: weights (SHA-256) and chunking
-        self.source = source            # the encoder checkpoint it came from
+        self.source = source  # the encoder checkpoint it came from
         self.eval()
         self.requires_grad_(False)
 
@@ -74,8 +85,10 @@ class ClmrModel(nn.Module):
     def embed_chunks(self, chunks: Tensor) -> Tensor:
         """(n, audio_length) chunks -> (n, 512) float32 representations on the CPU, `batch_size` at a time."""
         chunks = torch.as_tensor(chunks, dtype=torch.float32).reshape(-1, 1, self.audio_length)
-        out = [self.encoder(chunks[i:i + self.batch_size].to(self.device)).float().cpu()
-               for i in range(0, chunks.shape[0], self.batch_size)]
+        out = [
+            self.encoder(chunks[i : i + self.batch_size].to(self.device)).float().cpu()
+            for i in range(0, chunks.shape[0], self.batch_size)
+        ]
         return torch.cat(out) if out else torch.zeros(0, N_FEATURES)
 
     @torch.no_grad()
@@ -87,10 +100,14 @@ class ClmrModel(nn.Module):
         return evaluation.probabilities(logits, self.multilabel)
 
 
-def load_model(model_file_path: str | os.PathLike = DEFAULT,
-               finetuner_checkpoint_path: str | os.PathLike | None = None,
-               tags: Sequence[str] | str | None = None, hop_ms: float | None = None,
-               batch_size: int = BATCH_SIZE, device: str | torch.device = "cpu") -> ClmrModel:
+def load_model(
+    model_file_path: str | os.PathLike = DEFAULT,
+    finetuner_checkpoint_path: str | os.PathLike | None = None,
+    tags: Sequence[str] | str | None = None,
+    hop_ms: float | None = None,
+    batch_size: int = BATCH_SIZE,
+    device: str | torch.device = "cpu",
+) -> ClmrModel:
     """HEAR's `load_model`: a ClmrModel from an encoder checkpoint (ours or the original CLMR's).
 
     `model_file_path` may also be `random`, a randomly initialised encoder (seed 0; BatchNorm at its initial
@@ -117,10 +134,21 @@ def load_model(model_file_path: str | os.PathLike = DEFAULT,
     audio_length = int(hparams.get("audio_length", AUDIO_LENGTH))
     hop = max(1, round(hop_ms * sample_rate / 1000)) if hop_ms else audio_length
     fingerprint = {DEFAULT: f"default-random-{DEFAULT_SEED}-bn{DEFAULT_CALIBRATION_TRACKS}", RANDOM: "random-0"}.get(
-        path) or file_sha256(model_file_path)
-    model = ClmrModel(encoder, head, names, multilabel, sample_rate, audio_length, hop, batch_size,
-                      fingerprint=f"{fingerprint}:{audio_length}:{hop}:{sample_rate}" + (f":{hop_ms}ms" if hop_ms else ""),
-                      source=path or "default", hop_ms=hop_ms)
+        path
+    ) or file_sha256(model_file_path)
+    model = ClmrModel(
+        encoder,
+        head,
+        names,
+        multilabel,
+        sample_rate,
+        audio_length,
+        hop,
+        batch_size,
+        fingerprint=f"{fingerprint}:{audio_length}:{hop}:{sample_rate}" + (f":{hop_ms}ms" if hop_ms else ""),
+        source=path or "default",
+        hop_ms=hop_ms,
+    )
     return model.to(device)
 
 
@@ -137,8 +165,12 @@ def _default_state(sample_rate: int, audio_length: int) -> dict[str, Tensor]:
     from clmr.datasets.synthetic_music import make_track
     from clmr.representations import calibrate_batchnorm_on_crops
 
-    crops = np.stack([make_track(DEFAULT_SEED, i, sample_rate, audio_length / sample_rate)[1][:audio_length]
-                      for i in range(DEFAULT_CALIBRATION_TRACKS)])
+    crops = np.stack(
+        [
+            make_track(DEFAULT_SEED, i, sample_rate, audio_length / sample_rate)[1][:audio_length]
+            for i in range(DEFAULT_CALIBRATION_TRACKS)
+        ]
+    )
     encoder = load_encoder(RANDOM, seed=DEFAULT_SEED)
     calibrate_batchnorm_on_crops(encoder, torch.from_numpy(crops).float(), BATCH_SIZE)
     return {k: v.clone() for k, v in encoder.state_dict().items()}
@@ -164,9 +196,14 @@ def get_timestamp_embeddings(audio: Tensor, model: ClmrModel) -> tuple[Tensor, T
     n_sounds, n_samples = audio.shape
     if model.hop_ms:
         times_ms, centres = centred_frames(n_samples, model.sample_rate, model.hop_ms)
-        parts = [model.embed_chunks(centred_chunks(audio, centres[i:i + model.batch_size], model.audio_length)
-                                    .reshape(-1, model.audio_length)).reshape(n_sounds, -1, N_FEATURES)
-                 for i in range(0, len(centres), model.batch_size)]  # a batch of frames at a time: bounded memory
+        parts = [
+            model.embed_chunks(
+                centred_chunks(audio, centres[i : i + model.batch_size], model.audio_length).reshape(
+                    -1, model.audio_length
+                )
+            ).reshape(n_sounds, -1, N_FEATURES)
+            for i in range(0, len(centres), model.batch_size)
+        ]  # a batch of frames at a time: bounded memory
         embeddings, times = torch.cat(parts, dim=1), torch.from_numpy(times_ms)
     else:
         chunks = chunk_audio(audio, model.audio_length, model.hop_length)  # (n_sounds, n_chunks, L)

@@ -11,6 +11,7 @@ SHA-256, or `random` and its seed), the dataset's files (names, sizes, modificat
 crop plan and the audio settings: re-running the probe with another head skips extraction, and
 a changed file or checkpoint is extracted again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,13 +45,13 @@ MODES = ("chunks", "crop")
 class Representations:
     """Encoder outputs of a subset's crops: `features[i]` is crop i, of track `track[i]` from sample `start[i]`."""
 
-    features: torch.Tensor   # (crops, 512) float32
-    track: torch.Tensor      # (crops,) int64
-    start: torch.Tensor      # (crops,) int64
+    features: torch.Tensor  # (crops, 512) float32
+    track: torch.Tensor  # (crops,) int64
+    start: torch.Tensor  # (crops,) int64
     n_tracks: int
     cache_path: Path | None = None
-    cached: bool = False     # read from the cache rather than extracted
-    seconds: float = 0.0     # time spent extracting (0 when cached)
+    cached: bool = False  # read from the cache rather than extracted
+    seconds: float = 0.0  # time spent extracting (0 when cached)
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -58,8 +59,9 @@ class Representations:
     def of_tracks(self, tracks: np.ndarray) -> Representations:
         """Only the crops of `tracks` (track ids keep their meaning)."""
         keep = torch.from_numpy(np.isin(self.track.numpy(), tracks))
-        return Representations(self.features[keep], self.track[keep], self.start[keep], self.n_tracks,
-                               self.cache_path, self.cached)
+        return Representations(
+            self.features[keep], self.track[keep], self.start[keep], self.n_tracks, self.cache_path, self.cached
+        )
 
     def track_means(self) -> torch.Tensor:
         """One vector per track: the mean of its crops' representations (tracks, 512)."""
@@ -106,43 +108,66 @@ def _batches(loader: DataLoader, dataset: AudioDataset) -> Iterator[torch.Tensor
     for batch, errors in loader:
         for error in errors:
             if error:
-                raise AudioFileError(f"{error}; linear evaluation reads every crop of {dataset.name}/"
-                                     f"{dataset.subset}: replace or remove the file")
+                raise AudioFileError(
+                    f"{error}; linear evaluation reads every crop of {dataset.name}/"
+                    f"{dataset.subset}: replace or remove the file"
+                )
         yield batch
 
 
 @torch.inference_mode()
-def encode(encoder: nn.Module, dataset: AudioDataset, tracks: np.ndarray, starts: np.ndarray,
-           batch_size: int, workers: int = 0, device: str | torch.device = "cpu",
-           desc: str | None = None) -> torch.Tensor:
+def encode(
+    encoder: nn.Module,
+    dataset: AudioDataset,
+    tracks: np.ndarray,
+    starts: np.ndarray,
+    batch_size: int,
+    workers: int = 0,
+    device: str | torch.device = "cpu",
+    desc: str | None = None,
+) -> torch.Tensor:
     """Encoder outputs of the crops (tracks[i], starts[i]), in batches of `batch_size` across tracks."""
-    loader = DataLoader(_Windows(dataset, tracks, starts), batch_size=batch_size, shuffle=False,
-                        num_workers=max(workers, 0), pin_memory=torch.device(device).type == "cuda")
+    loader = DataLoader(
+        _Windows(dataset, tracks, starts),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=max(workers, 0),
+        pin_memory=torch.device(device).type == "cuda",
+    )
     encoder = encoder.to(device).eval()
     out = []
-    for batch in tqdm(_batches(loader, dataset), desc=desc, unit="batch", leave=False, disable=desc is None,
-                      total=len(loader)):
+    for batch in tqdm(
+        _batches(loader, dataset), desc=desc, unit="batch", leave=False, disable=desc is None, total=len(loader)
+    ):
         out.append(encoder(batch.to(device, non_blocking=True)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
 @torch.no_grad()
-def calibrate_batchnorm(encoder: nn.Module, dataset: AudioDataset, tracks: np.ndarray, starts: np.ndarray,
-                        batch_size: int, device: str | torch.device = "cpu") -> nn.Module:
+def calibrate_batchnorm(
+    encoder: nn.Module,
+    dataset: AudioDataset,
+    tracks: np.ndarray,
+    starts: np.ndarray,
+    batch_size: int,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
     """Re-estimate every BatchNorm's running mean and variance on the crops (tracks[i], starts[i]); eval mode after.
 
     The weights do not change. A randomly initialised SampleCNN needs this before it is a baseline:
     with BatchNorm at its initial statistics its output hardly depends on its input.
     """
     batch_size = min(batch_size, len(tracks))
-    loader = DataLoader(_Windows(dataset, tracks, starts), batch_size=batch_size, shuffle=False,
-                        drop_last=len(tracks) % batch_size == 1)  # BatchNorm needs two examples per batch
+    loader = DataLoader(
+        _Windows(dataset, tracks, starts), batch_size=batch_size, shuffle=False, drop_last=len(tracks) % batch_size == 1
+    )  # BatchNorm needs two examples per batch
     return _calibrated(encoder, _batches(loader, dataset), device)
 
 
 @torch.no_grad()
-def calibrate_batchnorm_on_crops(encoder: nn.Module, crops: torch.Tensor, batch_size: int,
-                                 device: str | torch.device = "cpu") -> nn.Module:
+def calibrate_batchnorm_on_crops(
+    encoder: nn.Module, crops: torch.Tensor, batch_size: int, device: str | torch.device = "cpu"
+) -> nn.Module:
     """`calibrate_batchnorm` on crops in memory, (n, audio_length) or (n, 1, audio_length)."""
     crops = crops.reshape(len(crops), 1, -1)
     batch_size = min(batch_size, len(crops))
@@ -170,20 +195,39 @@ def dataset_fingerprint(dataset: AudioDataset) -> dict:
     for path in dataset.files:
         stat = os.stat(path)
         files.append([os.path.relpath(path, dataset.root), stat.st_size, stat.st_mtime_ns])
-    return {"dataset": dataset.name, "subset": dataset.subset, "sample_rate": dataset.sample_rate,
-            "audio_length": dataset.audio_length, "files": files}
+    return {
+        "dataset": dataset.name,
+        "subset": dataset.subset,
+        "sample_rate": dataset.sample_rate,
+        "audio_length": dataset.audio_length,
+        "files": files,
+    }
 
 
 def cache_key(encoder_id: str, dataset: AudioDataset, mode: str, seed: int) -> str:
-    spec = {"version": CACHE_VERSION, "encoder": encoder_id, "mode": mode,
-            "seed": seed if mode == "crop" else None, **dataset_fingerprint(dataset)}
+    spec = {
+        "version": CACHE_VERSION,
+        "encoder": encoder_id,
+        "mode": mode,
+        "seed": seed if mode == "crop" else None,
+        **dataset_fingerprint(dataset),
+    }
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
     return f"{dataset.name}-{dataset.subset}-{mode}-{digest}"
 
 
-def representations(encoder: nn.Module | Callable[[], nn.Module], encoder_id: str, dataset: AudioDataset, mode: str, *,
-                    batch_size: int, cache_dir: str | os.PathLike | None, seed: int = 0, workers: int = 0,
-                    device: str | torch.device = "cpu") -> Representations:
+def representations(
+    encoder: nn.Module | Callable[[], nn.Module],
+    encoder_id: str,
+    dataset: AudioDataset,
+    mode: str,
+    *,
+    batch_size: int,
+    cache_dir: str | os.PathLike | None,
+    seed: int = 0,
+    workers: int = 0,
+    device: str | torch.device = "cpu",
+) -> Representations:
     """The representations of `dataset` cut by `mode`, from the cache when the same ones were extracted before.
 
     `encoder` may be a function that returns it, called only when something is to be encoded;
@@ -195,21 +239,45 @@ def representations(encoder: nn.Module | Callable[[], nn.Module], encoder_id: st
     if path is not None and path.is_file():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            return Representations(saved["features"], saved["track"], saved["start"], int(saved["n_tracks"]),
-                                   path, cached=True)
+            return Representations(
+                saved["features"], saved["track"], saved["start"], int(saved["n_tracks"]), path, cached=True
+            )
         except Exception as err:  # a damaged cache file is extracted again, not an error
             log.warning("ignoring unreadable cache %s (%s)", path, err)
     tracks, starts = crop_plan(dataset, mode, seed)
     if not isinstance(encoder, nn.Module):
         encoder = encoder()
     began = time.perf_counter()
-    features = encode(encoder, dataset, tracks, starts, batch_size, workers, device,
-                      desc=f"encoding {dataset.name}/{dataset.subset} ({len(tracks)} crops)")
-    reps = Representations(features, torch.from_numpy(tracks), torch.from_numpy(starts), len(dataset), path,
-                           seconds=time.perf_counter() - began)
+    features = encode(
+        encoder,
+        dataset,
+        tracks,
+        starts,
+        batch_size,
+        workers,
+        device,
+        desc=f"encoding {dataset.name}/{dataset.subset} ({len(tracks)} crops)",
+    )
+    reps = Representations(
+        features,
+        torch.from_numpy(tracks),
+        torch.from_numpy(starts),
+        len(dataset),
+        path,
+        seconds=time.perf_counter() - began,
+    )
     if path is not None:  # through memory, so that a full disk is an OSError naming the cache, not torch's error
         buffer = io.BytesIO()
-        torch.save({"features": reps.features, "track": reps.track, "start": reps.start,
-                    "n_tracks": reps.n_tracks, "encoder": encoder_id, "mode": mode}, buffer)
+        torch.save(
+            {
+                "features": reps.features,
+                "track": reps.track,
+                "start": reps.start,
+                "n_tracks": reps.n_tracks,
+                "encoder": encoder_id,
+                "mode": mode,
+            },
+            buffer,
+        )
         write_bytes(path, buffer.getbuffer())
     return reps

@@ -1,4 +1,5 @@
 """The HEAR API (clmr/hear.py, re-exported by clmr): shapes, timestamps, and a light `import clmr`."""
+
 from __future__ import annotations
 
 import subprocess
@@ -35,8 +36,11 @@ def test_import_clmr_stays_light_and_exports_the_api():
     subprocess.run([sys.executable, "-c", code], check=True)
     import clmr
 
-    assert (clmr.load_model, clmr.get_scene_embeddings, clmr.get_timestamp_embeddings) == \
-        (load_model, get_scene_embeddings, get_timestamp_embeddings)
+    assert (clmr.load_model, clmr.get_scene_embeddings, clmr.get_timestamp_embeddings) == (
+        load_model,
+        get_scene_embeddings,
+        get_timestamp_embeddings,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +98,7 @@ def test_with_a_hop_each_timestamp_embeds_the_chunk_centred_on_it(default_model)
     embeddings, timestamps = get_timestamp_embeddings(audio, model)
     np.testing.assert_array_equal(timestamps[0].numpy(), [0, 500, 1000, 1500, 2000])
     centre = SR  # 1000 ms
-    chunk = torch.nn.functional.pad(audio, (L // 2, L))[:, centre:centre + L]
+    chunk = torch.nn.functional.pad(audio, (L // 2, L))[:, centre : centre + L]
     torch.testing.assert_close(embeddings[0, 2], model.embed_chunks(chunk)[0])
     with pytest.raises(ValueError, match="hop_ms"):
         load_model(hop_ms=0)
