@@ -1,9 +1,10 @@
 """Export a CLMR encoder, and optionally encoder + probe head, to ONNX; check each with onnxruntime.
 
-    python export.py --checkpoint_path runs/pretrain_synthetic/checkpoints/last.ckpt
-    python export.py --checkpoint_path ENCODER.ckpt --finetuner_checkpoint_path HEAD.ckpt --out exports
-    python export.py --checkpoint_path ENCODER.ckpt --finetuner_checkpoint_path HEAD.ckpt --web web/model
+python export.py --checkpoint_path runs/pretrain_synthetic/checkpoints/last.ckpt
+python export.py --checkpoint_path ENCODER.ckpt --finetuner_checkpoint_path HEAD.ckpt --out exports
+python export.py --checkpoint_path ENCODER.ckpt --finetuner_checkpoint_path HEAD.ckpt --web web/model
 """
+
 from __future__ import annotations
 
 from clmr import cli
@@ -29,14 +30,24 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.web:
         check_web_dir(cfg.web)
         if not cfg.finetuner_checkpoint_path:
-            raise ConfigError(f"--web {cfg.web} needs --finetuner_checkpoint_path: the page tags music with encoder + head")
+            raise ConfigError(
+                f"--web {cfg.web} needs --finetuner_checkpoint_path: the page tags music with encoder + head"
+            )
     check_writable(cfg.out, "--out")  # before the model is loaded and exported, not after
-    for exported in export_models(cfg.checkpoint_path, cfg.finetuner_checkpoint_path or None, cfg.out,
-                                  tags=cfg.tags or None, opset=cfg.opset, tolerance=cfg.tolerance):
+    for exported in export_models(
+        cfg.checkpoint_path,
+        cfg.finetuner_checkpoint_path or None,
+        cfg.out,
+        tags=cfg.tags or None,
+        opset=cfg.opset,
+        tolerance=cfg.tolerance,
+    ):
         print(exported.describe())
     if cfg.web:
         copied = publish_for_web(cfg.out, cfg.web)
-        print(f"{cfg.web}: {', '.join(p.name for p in copied)} for the page (serve it: python web/serve.py --model {cfg.web})")
+        print(
+            f"{cfg.web}: {', '.join(p.name for p in copied)} for the page (serve it: python web/serve.py --model {cfg.web})"
+        )
 
 
 if __name__ == "__main__":

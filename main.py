@@ -1,9 +1,10 @@
 """Pre-train a SampleCNN encoder with CLMR (contrastive, SimCLR), or train the supervised baseline.
 
-    python main.py --dataset synthetic --max_epochs 10
-    python main.py --dataset magnatagatune --gpus 1 --workers 8
-    python main.py --dataset magnatagatune --gpus 1 --workers 8 --resume 1    # continue its last.ckpt
+python main.py --dataset synthetic --max_epochs 10
+python main.py --dataset magnatagatune --gpus 1 --workers 8
+python main.py --dataset magnatagatune --gpus 1 --workers 8 --resume 1    # continue its last.ckpt
 """
+
 from __future__ import annotations
 
 from pytorch_lightning import seed_everything
@@ -13,7 +14,13 @@ from clmr.config import ConfigError, load_config
 from clmr.datasets import dataset_from_config, layout_lines
 from clmr.models import SampleCNN
 from clmr.runs import describe_checkpoints, open_run, resume_path, training_checkpoint
-from clmr.stages import augmentation_chain, contrastive_module, supervised_module, training_loader
+from clmr.stages import (
+    augmentation_chain,
+    contrastive_module,
+    online_evaluation_from_config,
+    supervised_module,
+    training_loader,
+)
 from clmr.stopping import no_silent_sigterm
 from clmr.trainer import build_trainer, checkpoint_callbacks, early_stopping, tensorboard_hint
 
@@ -39,17 +46,29 @@ def main(argv: list[str] | None = None) -> None:
             views = 2
             chain = augmentation_chain(cfg)
             transform = chain if cfg.augment_on == "workers" else None
-            module = contrastive_module(cfg, SampleCNN(out_dim=max(train.n_classes, 1)),
-                                        augment=chain if cfg.augment_on == "device" else None)
+            module = contrastive_module(
+                cfg, SampleCNN(out_dim=max(train.n_classes, 1)), augment=chain if cfg.augment_on == "device" else None
+            )
             callbacks = checkpoint_callbacks(cfg, stage)
+            online = online_evaluation_from_config(cfg, train, valid)
+            callbacks += [online] if online else []
         ckpt_path = resume_path(cfg, stage)
         if ckpt_path:  # checked here, read weights-only again by the Trainer's checkpoint IO
-            training_checkpoint(ckpt_path, module.state_dict(), stage, cfg.optimizer,
-                                flag="--checkpoint_path" if cfg.checkpoint_path else "--resume 1 from")
+            training_checkpoint(
+                ckpt_path,
+                module.state_dict(),
+                stage,
+                cfg.optimizer,
+                flag="--checkpoint_path" if cfg.checkpoint_path else "--resume 1 from",
+            )
         trainer = build_trainer(cfg, stage, callbacks)
         with no_silent_sigterm():
-            trainer.fit(module, training_loader(train, cfg, train=True, n_views=views, transform=transform),
-                        training_loader(valid, cfg, train=False, n_views=views, transform=transform), ckpt_path=ckpt_path)
+            trainer.fit(
+                module,
+                training_loader(train, cfg, train=True, n_views=views, transform=transform),
+                training_loader(valid, cfg, train=False, n_views=views, transform=transform),
+                ckpt_path=ckpt_path,
+            )
         if trainer.is_global_zero:
             print(describe_checkpoints(cfg, stage))
             print(f"TensorBoard logs: {trainer.logger.log_dir}  (view: {tensorboard_hint(cfg)})")

@@ -7,6 +7,7 @@
 Files of any rate and channel count are mixed to mono and resampled in memory. A file that cannot be
 used is reported on stderr and skipped; the exit status is 1 only when no file could be used.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,17 +39,25 @@ OPTIONS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = load_config(argv, prog="predict.py", extra=OPTIONS,
-                      positional=[("audio", {"nargs": "*", "help": "audio files or folders"})])
+    cfg = load_config(
+        argv, prog="predict.py", extra=OPTIONS, positional=[("audio", {"nargs": "*", "help": "audio files or folders"})]
+    )
     if not cfg.audio or not cfg.checkpoint_path:
-        raise ConfigError("usage: predict.py AUDIO... --checkpoint_path ENCODER "
-                          "(--finetuner_checkpoint_path HEAD | --embeddings OUT)")
+        raise ConfigError(
+            "usage: predict.py AUDIO... --checkpoint_path ENCODER (--finetuner_checkpoint_path HEAD | --embeddings OUT)"
+        )
     if not cfg.embeddings and not cfg.finetuner_checkpoint_path:
-        raise ConfigError("--finetuner_checkpoint_path is required to predict tags "
-                          "(or --embeddings OUT to write embeddings)")
+        raise ConfigError(
+            "--finetuner_checkpoint_path is required to predict tags (or --embeddings OUT to write embeddings)"
+        )
     check_outputs(cfg)
-    model = load_model(cfg.checkpoint_path, None if cfg.embeddings else cfg.finetuner_checkpoint_path,
-                       tags=cfg.tags or None, batch_size=cfg.batch_size, device=device_of(cfg))
+    model = load_model(
+        cfg.checkpoint_path,
+        None if cfg.embeddings else cfg.finetuner_checkpoint_path,
+        tags=cfg.tags or None,
+        batch_size=cfg.batch_size,
+        device=device_of(cfg),
+    )
     if cfg.embeddings:
         summary = embed_files(cfg.audio, model, cfg.embeddings, cfg.chunk_embeddings, cfg.workers)
         print(format_embedding_summary(summary))
@@ -89,13 +98,14 @@ def tag_files(cfg, model) -> tuple[int, int]:
         if drawings:
             from clmr.plots import save_figure, taggram_figure
 
-            save_figure(taggram_figure(pred.chunk_probs, pred.tag_names, pred.times_ms / 1000, shown(pred.path)),
-                        drawings[pred.path])
+            save_figure(
+                taggram_figure(pred.chunk_probs, pred.tag_names, pred.times_ms / 1000, shown(pred.path)),
+                drawings[pred.path],
+            )
             print(f"taggram: {shown(drawings[pred.path])}", file=sys.stderr)
     if cfg.json:
         print(json.dumps(results, indent=2))
     return len(results), failed
-
 
 
 # -- what the user reads -------------------------------------------------------------------------
@@ -128,14 +138,17 @@ def format_prediction(pred: TagPrediction, k: int = 10) -> str:
 def format_embedding_summary(summary: EmbeddingSummary) -> str:
     out = summary.out_dir
     earlier = summary.embedded - summary.computed
-    lines = [f"embedded {summary.embedded} of {summary.n_files} file(s)"
-             + (f" ({earlier} from an earlier run)" if earlier else "")
-             + f": {summary.total_chunks} chunks",
-             f"{shown(out / EMBEDDINGS)}  ({summary.embedded}, {N_FEATURES}) float32, one row per file",
-             f"{shown(out / INDEX)}  row, path, duration_s, n_chunks, chunk_offset"]
+    lines = [
+        f"embedded {summary.embedded} of {summary.n_files} file(s)"
+        + (f" ({earlier} from an earlier run)" if earlier else "")
+        + f": {summary.total_chunks} chunks",
+        f"{shown(out / EMBEDDINGS)}  ({summary.embedded}, {N_FEATURES}) float32, one row per file",
+        f"{shown(out / INDEX)}  row, path, duration_s, n_chunks, chunk_offset",
+    ]
     if (out / CHUNKS).is_file():
-        lines.append(f"{shown(out / CHUNKS)}  ({summary.total_chunks}, {N_FEATURES}) float32, chunks of each file "
-                     f"in order")
+        lines.append(
+            f"{shown(out / CHUNKS)}  ({summary.total_chunks}, {N_FEATURES}) float32, chunks of each file in order"
+        )
     if summary.failed:
         lines.append(f"{shown(out / META)}  lists the {len(summary.failed)} skipped file(s) and why")
     return "\n".join(lines)

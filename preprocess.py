@@ -6,6 +6,7 @@
 Re-running converts only what is missing; <output>/manifest.json lists what was converted, skipped
 and why, and what failed and why. See docs/DATASETS.md for each dataset's layout.
 """
+
 from __future__ import annotations
 
 from clmr import cli
@@ -15,8 +16,9 @@ from clmr.rules import Option, Switch, Text
 
 EXTRA = {
     "download": Option(0, Switch(), "fetch the dataset first (magnatagatune, librispeech)"),
-    "output_dir": Option("", Text(), "--dataset audio: where the converted copy goes "
-                                     "(default: <dataset_dir>_<rate>hz)"),
+    "output_dir": Option(
+        "", Text(), "--dataset audio: where the converted copy goes (default: <dataset_dir>_<rate>hz)"
+    ),
 }
 
 

@@ -29,6 +29,9 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={"export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"], "test": ["pytest>=8"]},
-    classifiers=["License :: OSI Approved :: MIT License", "Programming Language :: Python :: 3",
-                 "Topic :: Multimedia :: Sound/Audio :: Analysis"],
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Multimedia :: Sound/Audio :: Analysis",
+    ],
 )

@@ -5,6 +5,7 @@
 `record("Loading", text)` replaces the `## Loading` section of docs/PERFORMANCE.md (or appends it,
 creating the file if needed) under a file lock, and leaves every other section as it is.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -46,10 +47,12 @@ def machine() -> str:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     load = "%.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else "?"
-    return (f"{cpu_name()}, {os.cpu_count()} cores, {gpu}, {torch.get_num_threads()} torch threads; "
-            f"Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
-            f"libsndfile {soundfile.__libsndfile_version__}; {datetime.date.today().isoformat()}; "
-            f"load average {load} at start")
+    return (
+        f"{cpu_name()}, {os.cpu_count()} cores, {gpu}, {torch.get_num_threads()} torch threads; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
+        f"libsndfile {soundfile.__libsndfile_version__}; {datetime.date.today().isoformat()}; "
+        f"load average {load} at start"
+    )
 
 
 def command() -> str:
@@ -71,8 +74,10 @@ def median_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> f
 
 def table(header: list[str], rows: list[list[object]]) -> str:
     """A Markdown table; floats get three significant digits."""
+
     def cell(v: object) -> str:
         return f"{v:.3g}" if isinstance(v, float) else str(v)
+
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -6,6 +6,7 @@ Applies the original library's transforms with their parameters pinned (ranges o
 attribute the draw reads set by hand), so that its output can be compared with ours for the same
 parameters. Imports nothing from clmr: this interpreter has the original's stack, not ours.
 """
+
 from __future__ import annotations
 
 import json

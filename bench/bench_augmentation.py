@@ -10,6 +10,7 @@ CLMR's probabilities (polarity 0.8, noise 0.01, gain 0.3, filters 0.8, delay 0.3
 as the training step does with augment_on: device. Numbers are medians of repeated runs, with the best run
 beside them (the machine may be shared: the load average at the start is in the header).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,15 @@ from clmr.stages import augmentation_chain
 
 SAMPLE_RATE = 22050
 CROP = 59049
-PROBABILITIES = dict(transforms_polarity=0.8, transforms_noise=0.01, transforms_gain=0.3, transforms_filters=0.8,
-                     transforms_delay=0.3, transforms_pitch=0.6, transforms_reverb=0.6)
+PROBABILITIES = dict(
+    transforms_polarity=0.8,
+    transforms_noise=0.01,
+    transforms_gain=0.3,
+    transforms_filters=0.8,
+    transforms_delay=0.3,
+    transforms_pitch=0.6,
+    transforms_reverb=0.6,
+)
 NOTE = """CLMR's augmentation chain (`clmr/augmentations`) on 59,049-sample crops at 22,050 Hz with CLMR's
 probabilities. Per example: the chain on one crop at a time, as in DataLoader workers (`augment_on: workers`);
 batched: one call on a batch, as after the transfer to the training device (`augment_on: device`). Targets:
@@ -49,11 +57,13 @@ ORIGINAL = {"PitchShift": 15.6, "Reverb": 6.6}
 
 def timer(device: torch.device):
     """Seconds of each of `repeat` runs of fn (after `warmup` untimed ones), waiting for the device."""
+
     def run(fn, repeat: int, warmup: int = 1) -> list[float]:
         def synced():
             fn()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
+
         for _ in range(warmup):
             synced()
         seconds = []
@@ -62,11 +72,13 @@ def timer(device: torch.device):
             synced()
             seconds.append(time.perf_counter() - began)
         return seconds
+
     return run
 
 
 def chain_rows(chain, crops: torch.Tensor, time_it, batch: int, views: int = 30) -> list[list[object]]:
     """Views/s and ms per view per example (calls on (1, 1, T), a new crop each) and batched (calls on (batch, 1, T))."""
+
     def one_at_a_time():
         for i in range(views):
             chain(crops[i % len(crops)].unsqueeze(0))
@@ -85,8 +97,10 @@ def chain_rows(chain, crops: torch.Tensor, time_it, batch: int, views: int = 30)
 def summary(rows: list[list[object]]) -> str:
     """One sentence: the medians against the targets."""
     per_example, batched = rows[0][1], rows[-1][1]
-    return (f"Medians: batched {batched:.0f} views/s ({batched / 68:.1f}x the original stack, target 200); "
-            f"per example {1e3 / per_example:.1f} ms per view ({per_example / 68:.1f}x as fast as the original's 14.7 ms).")
+    return (
+        f"Medians: batched {batched:.0f} views/s ({batched / 68:.1f}x the original stack, target 200); "
+        f"per example {1e3 / per_example:.1f} ms per view ({per_example / 68:.1f}x as fast as the original's 14.7 ms)."
+    )
 
 
 def transform_rows(transforms, crops: torch.Tensor, time_it, batch: int) -> list[list[object]]:
@@ -97,8 +111,14 @@ def transform_rows(transforms, crops: torch.Tensor, time_it, batch: int) -> list
         single = [1e3 * t for t in time_it(lambda: transform(crops[:1]), repeat=21, warmup=3)]
         batched = [1e3 * t / batch for t in time_it(lambda: transform(crops[:batch]), repeat=5)]
         original = ORIGINAL.get(name)
-        rows.append([name, "%.3g (%.3g)" % (statistics.median(single), min(single)),
-                     "%.3g (%.3g)" % (statistics.median(batched), min(batched)), "%.1f" % original if original else ""])
+        rows.append(
+            [
+                name,
+                "%.3g (%.3g)" % (statistics.median(single), min(single)),
+                "%.3g (%.3g)" % (statistics.median(batched), min(batched)),
+                "%.1f" % original if original else "",
+            ]
+        )
     return rows
 
 
@@ -122,19 +142,40 @@ def main(argv: list[str] | None = None) -> None:
     crops = 0.1 * torch.randn(max(args.batch, 64), 1, CROP, device=device)
     with torch.no_grad():
         rows = chain_rows(chain, crops, time_it, args.batch)
-        chain_table = table(["chain, CLMR probabilities", "views/s (median)", "views/s (best)",
-                             "ms per view (median)", "original CLMR stack"], rows)
-        transforms = [PolarityInversion(), Noise(), Gain(), HighLowPass(SAMPLE_RATE), Delay(SAMPLE_RATE),
-                      PitchShift(CROP, SAMPLE_RATE), Reverb(SAMPLE_RATE)]
+        chain_table = table(
+            [
+                "chain, CLMR probabilities",
+                "views/s (median)",
+                "views/s (best)",
+                "ms per view (median)",
+                "original CLMR stack",
+            ],
+            rows,
+        )
+        transforms = [
+            PolarityInversion(),
+            Noise(),
+            Gain(),
+            HighLowPass(SAMPLE_RATE),
+            Delay(SAMPLE_RATE),
+            PitchShift(CROP, SAMPLE_RATE),
+            Reverb(SAMPLE_RATE),
+        ]
         transform_table = table(
-            ["transform at p=1", "ms/crop per example: median (best)", f"ms/crop batched ({args.batch}): median (best)",
-             "original ms/crop"],
+            [
+                "transform at p=1",
+                "ms/crop per example: median (best)",
+                f"ms/crop batched ({args.batch}): median (best)",
+                "original ms/crop",
+            ],
             transform_rows([t.to(device) for t in transforms], crops, time_it, args.batch),
         )
     command = "python bench/bench_augmentation.py " + " ".join(sys.argv[1:] if argv is None else argv)
     load = "%.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else "?"
-    body = (f"{NOTE}\n\n{header}; load average {load} at the end\n\n`{command.strip()}`, device {device}\n\n"
-            f"{chain_table}\n\n{transform_table}\n\n{summary(rows)}\n")
+    body = (
+        f"{NOTE}\n\n{header}; load average {load} at the end\n\n`{command.strip()}`, device {device}\n\n"
+        f"{chain_table}\n\n{transform_table}\n\n{summary(rows)}\n"
+    )
     print(body)
     if args.record:
         record("Augmentation", body)

@@ -9,6 +9,7 @@ the speed), then scored by a linear head and averaged per track. Two ways to bat
 chunks of many tracks per batch (what linear_evaluation.py does), and one track per batch (the
 original CLMR's evaluation loop).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,12 @@ def test_pass(encoder, head, dataset, tracks, starts, batch_size: int, device: s
     if batch_size:
         features = encode(encoder, dataset, tracks, starts, batch_size, device=device)
     else:  # one track per batch
-        features = torch.cat([encode(encoder, dataset, tracks[tracks == t], starts[tracks == t], 1 << 16,
-                                     device=device) for t in range(len(dataset))])
+        features = torch.cat(
+            [
+                encode(encoder, dataset, tracks[tracks == t], starts[tracks == t], 1 << 16, device=device)
+                for t in range(len(dataset))
+            ]
+        )
     encoded = time.perf_counter()
     with torch.no_grad():
         logits = head(features).numpy()
@@ -58,14 +63,17 @@ def main() -> None:
     args = parser.parse_args()
     about = machine()  # before the run: its load average is the one at the start
 
-    dataset = SyntheticDataset(args.dataset_dir or tempfile.mkdtemp(), "test", n_tracks=args.n_tracks,
-                               duration=args.duration, seed=42)
+    dataset = SyntheticDataset(
+        args.dataset_dir or tempfile.mkdtemp(), "test", n_tracks=args.n_tracks, duration=args.duration, seed=42
+    )
     tracks, starts = crop_plan(dataset, "chunks")
     encoder, head = random_encoder(0), build_head(512, dataset.n_classes, mlp=False)
     print(f"{len(dataset)} test tracks, {len(tracks)} chunks, device {args.device}")
 
-    variants = ((f"chunks of many tracks, batch {args.batch_size}", args.batch_size),
-                ("one track per batch (original)", 0))
+    variants = (
+        (f"chunks of many tracks, batch {args.batch_size}", args.batch_size),
+        ("one track per batch (original)", 0),
+    )
     times: dict[str, list[dict]] = {name: [] for name, _ in variants}
     for _ in range(args.repeat):  # interleaved, so that a change of load hits both alike
         for name, batch in variants:
@@ -74,17 +82,27 @@ def main() -> None:
     for name, _ in variants:
         t = {k: float(np.median([x[k] for x in times[name]])) for k in times[name][0]}
         totals.append(t)
-        rows.append([name, len(dataset) / t["total"], len(tracks) / t["encode"], t["encode"],
-                     1000 * t["head"], 1000 * t["score"]])
+        rows.append(
+            [
+                name,
+                len(dataset) / t["total"],
+                len(tracks) / t["encode"],
+                t["encode"],
+                1000 * t["head"],
+                1000 * t["score"],
+            ]
+        )
     text = table(["batching", "tracks/s", "chunks/s (encoder)", "encode s", "head ms", "scoring ms"], rows)
     command = "python bench/bench_evaluation.py " + shlex.join(sys.argv[1:])
-    body = (f"Test pass of `linear_evaluation.py`: {len(dataset)} synthetic tracks of {args.duration:g} s, "
-            f"{len(tracks)} chunks of 59,049 samples, SampleCNN on {args.device}, linear head, track-level "
-            f"averaging and macro ROC-AUC/PR-AUC.\n\n{text}\n\n"
-            f"The encoder takes {totals[0]['encode'] / totals[0]['total']:.1%} of the batched pass; batching chunks "
-            f"of many tracks is {totals[1]['total'] / totals[0]['total']:.2f}x as fast as one track per batch "
-            f"here. The representations are cached, so a second probe of the same checkpoint skips the "
-            f"encoder.\n\n{about}\n\n`{command.strip()}`")
+    body = (
+        f"Test pass of `linear_evaluation.py`: {len(dataset)} synthetic tracks of {args.duration:g} s, "
+        f"{len(tracks)} chunks of 59,049 samples, SampleCNN on {args.device}, linear head, track-level "
+        f"averaging and macro ROC-AUC/PR-AUC.\n\n{text}\n\n"
+        f"The encoder takes {totals[0]['encode'] / totals[0]['total']:.1%} of the batched pass; batching chunks "
+        f"of many tracks is {totals[1]['total'] / totals[0]['total']:.2f}x as fast as one track per batch "
+        f"here. The representations are cached, so a second probe of the same checkpoint skips the "
+        f"encoder.\n\n{about}\n\n`{command.strip()}`"
+    )
     print("\n" + text)
     if args.record:
         record("Evaluation", body)

@@ -8,6 +8,7 @@ same samples as a raw int16 .npy (read through a memory map) to see whether a fa
 would be worth adding. Each crop is `audio_length` samples (2.7 s) at a random offset of a random clip.
 A few clips are also written as 32-bit float wav, to time what the NaN/Inf check of a window read costs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,12 +75,12 @@ def window(path: Path, start: int) -> np.ndarray:
 def whole_file(path: Path, start: int) -> np.ndarray:
     """What the original CLMR did: decode the whole file, then slice the crop."""
     audio, _ = sf.read(str(path), dtype="float32")
-    return np.ascontiguousarray(audio[start:start + CROP])
+    return np.ascontiguousarray(audio[start : start + CROP])
 
 
 def npy_memmap(path: Path, start: int) -> np.ndarray:
     samples = np.load(path.with_suffix(".npy"), mmap_mode="r")
-    return samples[start:start + CROP].astype(np.float32) * np.float32(1 / 32768)
+    return samples[start : start + CROP].astype(np.float32) * np.float32(1 / 32768)
 
 
 @contextlib.contextmanager
@@ -104,6 +105,7 @@ def crops_per_second(read, files: list[Path], n: int, repeat: int, cold: bool = 
             if cold:
                 drop_cache(path if read is not npy_memmap else path.with_suffix(".npy"))
             read(path, start)
+
     return n / median_time(run, repeat)
 
 
@@ -111,13 +113,15 @@ def single_reads(folder: Path, args) -> tuple[str, dict]:
     wavs = sorted(folder.glob("*.wav"))
     mp3s = sorted(folder.glob("*.mp3"))
     rows, rates = [], {}
-    cases = [("wav", "window read (seek)", window, wavs, False),
-             ("wav", "whole-file decode, slice", whole_file, wavs, False),
-             ("int16 .npy", "memory-mapped slice", npy_memmap, wavs, False),
-             ("wav, cold cache", "window read (seek)", window, wavs, True),
-             ("wav, cold cache", "whole-file decode, slice", whole_file, wavs, True),
-             ("mp3", "window read (seek)", window, mp3s, False),
-             ("mp3", "whole-file decode, slice", whole_file, mp3s, False)]
+    cases = [
+        ("wav", "window read (seek)", window, wavs, False),
+        ("wav", "whole-file decode, slice", whole_file, wavs, False),
+        ("int16 .npy", "memory-mapped slice", npy_memmap, wavs, False),
+        ("wav, cold cache", "window read (seek)", window, wavs, True),
+        ("wav, cold cache", "whole-file decode, slice", whole_file, wavs, True),
+        ("mp3", "window read (seek)", window, mp3s, False),
+        ("mp3", "whole-file decode, slice", whole_file, mp3s, False),
+    ]
     for fmt, method, read, files, cold in cases:
         n = args.crops if "whole" not in method else max(args.crops // 4, 8)
         with quiet_stderr() if fmt == "mp3" else contextlib.nullcontext():
@@ -129,13 +133,15 @@ def single_reads(folder: Path, args) -> tuple[str, dict]:
         rates[fmt] = rates[(fmt, "window read (seek)")] / rates[(fmt, "whole-file decode, slice")]
     text = table(["format", "read", "crops/s", "ms/crop"], rows)
     npy = rates[("int16 .npy", "memory-mapped slice")] / rates[("wav", "window read (seek)")]
-    text += ("\n\nWindow read vs whole-file decode: "
-             + ", ".join(f"**{rates[f]:.1f}x** ({f})" for f in ("wav", "wav, cold cache", "mp3"))
-             + f". A raw int16 `.npy` memory map reads at {npy:.1f}x the speed of a wav window read"
-             + (": not worth a second on-disk format, so wav stays the one format." if npy < 1.5 else ".")
-             + " mp3 window reads land within a frame of the exact samples; libmpg123 prints a warning for each seek "
-               "into a frame whose bit reservoir it has not read (silenced here), so datasets are converted to wav "
-               "(`preprocess.py`).")
+    text += (
+        "\n\nWindow read vs whole-file decode: "
+        + ", ".join(f"**{rates[f]:.1f}x** ({f})" for f in ("wav", "wav, cold cache", "mp3"))
+        + f". A raw int16 `.npy` memory map reads at {npy:.1f}x the speed of a wav window read"
+        + (": not worth a second on-disk format, so wav stays the one format." if npy < 1.5 else ".")
+        + " mp3 window reads land within a frame of the exact samples; libmpg123 prints a warning for each seek "
+        "into a frame whose bit reservoir it has not read (silenced here), so datasets are converted to wav "
+        "(`preprocess.py`)."
+    )
     return text, rates
 
 
@@ -146,10 +152,14 @@ def finite_check_cost(folder: Path, args) -> str:
     drowns in the noise of a busy machine."""
     rng = np.random.default_rng(2)
     rows = []
-    for fmt, files in (("wav, 16-bit", sorted(folder.glob("clip*.wav"))),
-                       ("wav, 32-bit float", sorted((folder / "float32").glob("*.wav")))):
-        jobs = [(files[rng.integers(len(files))], int(rng.integers(SECONDS * SAMPLE_RATE - CROP)))
-                for _ in range(args.crops)]
+    for fmt, files in (
+        ("wav, 16-bit", sorted(folder.glob("clip*.wav"))),
+        ("wav, 32-bit float", sorted((folder / "float32").glob("*.wav"))),
+    ):
+        jobs = [
+            (files[rng.integers(len(files))], int(rng.integers(SECONDS * SAMPLE_RATE - CROP)))
+            for _ in range(args.crops)
+        ]
         read_s = median_time(lambda: [window(path, start) for path, start in jobs], args.repeat) / len(jobs)
 
         def checks() -> float:
@@ -163,12 +173,15 @@ def finite_check_cost(folder: Path, args) -> str:
                         check_finite(path, data, start)
                     spent += time.perf_counter() - began
             return spent
+
         check_s = float(np.median([checks() for _ in range(args.repeat)])) / len(jobs)
         rows.append([fmt, f"{read_s * 1e3:.3f}", f"{check_s * 1e6:.1f}", f"{check_s / read_s:.1%}"])
         print(f"  {fmt:18s} read {read_s * 1e3:.3f} ms, check {check_s * 1e6:.1f} us", flush=True)
-    return ("NaN/Inf check of window reads (a window of a float file holding NaN or infinity is refused, and "
-            "the track skipped):\n\n"
-            + table(["format", "window read, ms/crop", "the check, us/crop", "share of the read"], rows))
+    return (
+        "NaN/Inf check of window reads (a window of a float file holding NaN or infinity is refused, and "
+        "the track skipped):\n\n"
+        + table(["format", "window read, ms/crop", "the check, us/crop", "share of the read"], rows)
+    )
 
 
 def item_overhead(folder: Path, args) -> str:
@@ -181,14 +194,18 @@ def item_overhead(folder: Path, args) -> str:
         torch.manual_seed(0)
         for i in items:
             crops[i]
+
     torch.manual_seed(0)  # the offsets the items draw, in the same order
-    windows = [(dataset.files[i], int(torch.randint(dataset.num_frames(i) - CROP + 1, (1,))))
-               for i in items for _ in range(2)]
+    windows = [
+        (dataset.files[i], int(torch.randint(dataset.num_frames(i) - CROP + 1, (1,)))) for i in items for _ in range(2)
+    ]
     item_s = median_time(run_items, args.repeat) / len(windows)
     bare_s = median_time(lambda: [window(path, start) for path, start in windows], args.repeat) / len(windows)
-    return (f"CropDataset item (two views): {item_s * 1e3:.3f} ms per crop; bare window reads of the same crops: "
-            f"{bare_s * 1e3:.3f} ms; the rest (offsets, tensors, stacking the views) is "
-            f"{max(item_s - bare_s, 0) / item_s:.0%} of an item.")
+    return (
+        f"CropDataset item (two views): {item_s * 1e3:.3f} ms per crop; bare window reads of the same crops: "
+        f"{bare_s * 1e3:.3f} ms; the rest (offsets, tensors, stacking the views) is "
+        f"{max(item_s - bare_s, 0) / item_s:.0%} of an item."
+    )
 
 
 def loader_throughput(folder: Path, args) -> str:
@@ -207,6 +224,7 @@ def loader_throughput(folder: Path, args) -> str:
                 for _ in range(epochs):
                     for views, _ in loader:
                         assert views.shape == (batch, 2, 1, CROP)
+
             seconds = median_time(run, args.repeat, warmup=0)
             pairs = epochs * per_epoch * batch
             rows.append([batch, workers, f"{pairs / seconds:,.0f}", f"{seconds / (epochs * per_epoch) * 1e3:.1f}"])
@@ -240,14 +258,16 @@ def main() -> None:
         print(overhead)
         print("crop_loader (pairs of crops, no augmentation):")
         loaders = loader_throughput(folder, args)
-    text = (f"Machine: {info}.\n\nCommand: `{command()}` "
-            f"(median of {args.repeat} runs; {SECONDS} s mono clips at {SAMPLE_RATE} Hz, crops of {CROP} samples; "
-            f"\"cold cache\" drops the file's pages with posix_fadvise before each read).\n\n"
-            f"{reads}\n\nTarget: window reads at least 5x whole-file decode for a crop of a 30 s wav clip: "
-            f"**{'met' if rates['wav'] >= 5 else 'not met'}** ({rates['wav']:.1f}x).\n\n"
-            f"{finite}\n\n{overhead}\n\n"
-            f"`crop_loader` pairs (two crops per track, no augmentation), wav:\n\n{loaders}\n\n"
-            f"Load average at the end: {os.getloadavg()[0]:.1f}.\n")
+    text = (
+        f"Machine: {info}.\n\nCommand: `{command()}` "
+        f"(median of {args.repeat} runs; {SECONDS} s mono clips at {SAMPLE_RATE} Hz, crops of {CROP} samples; "
+        f'"cold cache" drops the file\'s pages with posix_fadvise before each read).\n\n'
+        f"{reads}\n\nTarget: window reads at least 5x whole-file decode for a crop of a 30 s wav clip: "
+        f"**{'met' if rates['wav'] >= 5 else 'not met'}** ({rates['wav']:.1f}x).\n\n"
+        f"{finite}\n\n{overhead}\n\n"
+        f"`crop_loader` pairs (two crops per track, no augmentation), wav:\n\n{loaders}\n\n"
+        f"Load average at the end: {os.getloadavg()[0]:.1f}.\n"
+    )
     print()
     print(text)
     if args.record:

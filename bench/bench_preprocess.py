@@ -11,6 +11,7 @@
 2. Throughput of clmr.preprocessing.convert_all on MTAT-like clips (30 s mono mp3 at 16 kHz, ~32 kbps,
    made with soundfile) to 22,050 Hz wav: files/s and audio-seconds/s, in total and per worker.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,12 @@ def resamplers() -> dict:
         "soxr HQ (clmr.audio.resample)": lambda x: soxr.resample(x, SOURCE, TARGET, quality="HQ"),
         "soxr VHQ": lambda x: soxr.resample(x, SOURCE, TARGET, quality="VHQ"),
         "torchaudio default (hann, width 6)": ta(),
-        "torchaudio kaiser_best (width 64)": ta(lowpass_filter_width=64, rolloff=0.9475937167399596,
-                                                resampling_method="sinc_interp_kaiser", beta=14.769656459379492),
+        "torchaudio kaiser_best (width 64)": ta(
+            lowpass_filter_width=64,
+            rolloff=0.9475937167399596,
+            resampling_method="sinc_interp_kaiser",
+            beta=14.769656459379492,
+        ),
     }
 
 
@@ -66,7 +71,7 @@ def tone_quality(fn) -> tuple[float, float]:
         coef, *_ = np.linalg.lstsq(basis, y[keep], rcond=None)
         fitted = basis @ coef
         residual = y[keep] - fitted
-        worst_snr = min(worst_snr, 10 * np.log10(np.sum(fitted ** 2) / max(np.sum(residual ** 2), 1e-30)))
+        worst_snr = min(worst_snr, 10 * np.log10(np.sum(fitted**2) / max(np.sum(residual**2), 1e-30)))
         ripple = max(ripple, abs(20 * np.log10(np.hypot(*coef))))
     return worst_snr, ripple
 
@@ -75,7 +80,7 @@ def image_rejection(fn) -> float:
     """dB of output energy above 8.1 kHz relative to the total, for a 20 Hz - 7.9 kHz linear sweep."""
     t = np.arange(int(10 * SOURCE)) / SOURCE
     f0, f1 = 20.0, 7900.0
-    sweep = np.sin(2 * np.pi * (f0 * t + (f1 - f0) / (2 * t[-1]) * t ** 2)).astype(np.float32)
+    sweep = np.sin(2 * np.pi * (f0 * t + (f1 - f0) / (2 * t[-1]) * t**2)).astype(np.float32)
     y = np.asarray(fn(sweep), dtype=np.float64)
     spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y)))) ** 2
     freqs = np.fft.rfftfreq(len(y), 1 / TARGET)
@@ -114,8 +119,15 @@ def make_clips(folder: Path, n: int) -> None:
         sub = folder / "0123456789abcdef"[i % 16]
         sub.mkdir(parents=True, exist_ok=True)
         clip = np.roll(base, int(rng.integers(len(base)))) * rng.uniform(0.5, 1.0)
-        sf.write(sub / f"clip-{i:04d}.mp3", clip, SOURCE, format="MP3", subtype="MPEG_LAYER_III",
-                 bitrate_mode="CONSTANT", compression_level=0.85)  # 32 kbps, as MagnaTagATune's files
+        sf.write(
+            sub / f"clip-{i:04d}.mp3",
+            clip,
+            SOURCE,
+            format="MP3",
+            subtype="MPEG_LAYER_III",
+            bitrate_mode="CONSTANT",
+            compression_level=0.85,
+        )  # 32 kbps, as MagnaTagATune's files
 
 
 def throughput(n_clips: int, workers: list[int], repeats: int) -> tuple[list[tuple], float]:
@@ -172,36 +184,52 @@ def load_average() -> float:
 
 
 def versions() -> str:
-    return (f"Python {platform.python_version()}, soundfile {sf.__version__} (libsndfile {sf.__libsndfile_version__}), "
-            f"soxr {soxr.__version__}, torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
-            f"numpy {np.__version__}")
+    return (
+        f"Python {platform.python_version()}, soundfile {sf.__version__} (libsndfile {sf.__libsndfile_version__}), "
+        f"soxr {soxr.__version__}, torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
+        f"numpy {np.__version__}"
+    )
 
 
 def report(args) -> str:
     torch.set_num_threads(1)  # one conversion process = one thread; compare resamplers on equal terms
     clip = mtat_like_clip(np.random.default_rng(1))
-    lines = [f"Resampling one 30 s clip, 16,000 -> 22,050 Hz, one thread, fastest of 9 "
-             f"(decoding that clip from a ~32 kbps mp3 takes {decode_time() * 1e3:.1f} ms):", "",
-             "| resampler | ms per 30 s clip | x real time | worst tone SNR after gain fit, 0.1-7 kHz (dB) | passband ripple (dB) "
-             "| image energy above 8.1 kHz (dB) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Resampling one 30 s clip, 16,000 -> 22,050 Hz, one thread, fastest of 9 "
+        f"(decoding that clip from a ~32 kbps mp3 takes {decode_time() * 1e3:.1f} ms):",
+        "",
+        "| resampler | ms per 30 s clip | x real time | worst tone SNR after gain fit, 0.1-7 kHz (dB) | passband ripple (dB) "
+        "| image energy above 8.1 kHz (dB) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, fn in resamplers().items():
         seconds = time_per_clip(fn, clip)
         snr, ripple = tone_quality(fn)
-        lines.append(f"| {name} | {seconds * 1e3:.1f} | {SECONDS / seconds:,.0f} | {snr:.1f} | {ripple:.4f} "
-                     f"| {image_rejection(fn):.1f} |")
+        lines.append(
+            f"| {name} | {seconds * 1e3:.1f} | {SECONDS / seconds:,.0f} | {snr:.1f} | {ripple:.4f} "
+            f"| {image_rejection(fn):.1f} |"
+        )
     rows, kbps = throughput(args.clips, args.workers, args.repeats)
-    lines += ["", f"Converting {args.clips} MTAT-like clips (30 s mono mp3, 16 kHz, {kbps:.0f} kbps) to 22,050 Hz "
-                  f"mono 16-bit wav with `convert_all` (decode, resample with soxr HQ, write; "
-                  f"fastest of {args.repeats} runs):", "",
-              "| workers | files | wall (s) | files/s | audio-s/s | files/s per worker | audio-s/s per worker |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {w} | {n} | {wall:.2f} | {fps:.1f} | {aps:,.0f} | {fpw:.1f} | {apw:,.0f} |"
-              for w, n, wall, fps, aps, fpw, apw in rows]
+    lines += [
+        "",
+        f"Converting {args.clips} MTAT-like clips (30 s mono mp3, 16 kHz, {kbps:.0f} kbps) to 22,050 Hz "
+        f"mono 16-bit wav with `convert_all` (decode, resample with soxr HQ, write; "
+        f"fastest of {args.repeats} runs):",
+        "",
+        "| workers | files | wall (s) | files/s | audio-s/s | files/s per worker | audio-s/s per worker |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {w} | {n} | {wall:.2f} | {fps:.1f} | {aps:,.0f} | {fpw:.1f} | {apw:,.0f} |"
+        for w, n, wall, fps, aps, fpw, apw in rows
+    ]
     if len(rows) > 1 and rows[0][0] == 1:
         top = rows[-1]
-        lines += ["", f"Speed-up with {top[0]} workers over 1: {top[3] / rows[0][3]:.2f}x, with a 1-minute load "
-                      f"average of {load_average():.1f} on {os.cpu_count()} cores (workers only help on free cores)."]
+        lines += [
+            "",
+            f"Speed-up with {top[0]} workers over 1: {top[3] / rows[0][3]:.2f}x, with a 1-minute load "
+            f"average of {load_average():.1f} on {os.cpu_count()} cores (workers only help on free cores).",
+        ]
     return "\n".join(lines)
 
 
@@ -209,25 +237,33 @@ def record(text: str, args, load_before: float) -> Path:
     """Write the `## Preprocessing` section of docs/PERFORMANCE.md, replacing an earlier one, keeping the rest."""
     path = ROOT / "docs" / "PERFORMANCE.md"
     command = "python bench/bench_preprocess.py --record " + " ".join(
-        [f"--clips {args.clips}", "--workers " + ",".join(map(str, args.workers)), f"--repeats {args.repeats}"])
-    section = "\n".join([
-        "## Preprocessing", "",
-        f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Machine: {machine()}; 1-minute load average {load_before:.1f} before and {load_average():.1f} "
-        f"after the run (other jobs share the machine: the fastest of --repeats runs is reported)",
-        f"- Versions: {versions()}",
-        f"- Command: `{command}`", "",
-        text, "",
-        "Choice: soxr HQ stays the resampler of `clmr.audio.resample` (and so of preprocess.py). soxr (HQ or "
-        "VHQ) is faster than either torchaudio setting, and its images sit far below 16-bit resolution; torchaudio's default lets the images of the top "
-        "octave through (and attenuates 7 kHz by almost 2 dB), and its 64-tap Kaiser setting, though its passband "
-        "is flatter, is about 4x slower with about 30 dB more image energy. A passband ripple of 0.005 dB is far "
-        "below anything a tagger could hear. Per file, decoding the mp3 costs more than resampling it.", ""])
+        [f"--clips {args.clips}", "--workers " + ",".join(map(str, args.workers)), f"--repeats {args.repeats}"]
+    )
+    section = "\n".join(
+        [
+            "## Preprocessing",
+            "",
+            f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+            f"- Machine: {machine()}; 1-minute load average {load_before:.1f} before and {load_average():.1f} "
+            f"after the run (other jobs share the machine: the fastest of --repeats runs is reported)",
+            f"- Versions: {versions()}",
+            f"- Command: `{command}`",
+            "",
+            text,
+            "",
+            "Choice: soxr HQ stays the resampler of `clmr.audio.resample` (and so of preprocess.py). soxr (HQ or "
+            "VHQ) is faster than either torchaudio setting, and its images sit far below 16-bit resolution; torchaudio's default lets the images of the top "
+            "octave through (and attenuates 7 kHz by almost 2 dB), and its 64-tap Kaiser setting, though its passband "
+            "is flatter, is about 4x slower with about 30 dB more image energy. A passband ripple of 0.005 dB is far "
+            "below anything a tagger could hear. Per file, decoding the mp3 costs more than resampling it.",
+            "",
+        ]
+    )
     old = path.read_text() if path.is_file() else "# Performance\n"
     start = old.find("\n## Preprocessing")
     if start >= 0:
         end = old.find("\n## ", start + 1)
-        new = old[:start + 1] + section + (old[end + 1:] if end >= 0 else "")
+        new = old[: start + 1] + section + (old[end + 1 :] if end >= 0 else "")
     else:
         new = old.rstrip("\n") + "\n\n" + section
     write_text(path, new)
@@ -237,8 +273,12 @@ def record(text: str, args, load_before: float) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=16, help="clips for the throughput table")
-    parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")],
-                        default=sorted({1, min(2, os.cpu_count() or 1)}), help="comma-separated worker counts")
+    parser.add_argument(
+        "--workers",
+        type=lambda s: [int(w) for w in s.split(",")],
+        default=sorted({1, min(2, os.cpu_count() or 1)}),
+        help="comma-separated worker counts",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="runs per worker count; the fastest is reported")
     parser.add_argument("--record", action="store_true", help="write the result to docs/PERFORMANCE.md")
     args = parser.parse_args(argv)

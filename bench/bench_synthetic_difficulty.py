@@ -6,6 +6,7 @@ that a supervised signal exists. One crop per track, one logistic regression per
 
     python bench/bench_synthetic_difficulty.py --n_tracks 1200
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,13 +59,18 @@ def handmade_features(audio: torch.Tensor, sr: int) -> np.ndarray:
     flux = np.maximum(np.diff(np.log(mag + 1e-6), axis=1), 0).mean(-1)
     flux -= flux.mean(1, keepdims=True)
     lags = np.arange(4, 40)  # 0.09 to 0.9 s at hop 512
-    acf = np.stack([(flux[:, :-lag] * flux[:, lag:]).mean(1) for lag in lags], 1) / ((flux ** 2).mean(1, keepdims=True) + 1e-9)
+    acf = np.stack([(flux[:, :-lag] * flux[:, lag:]).mean(1) for lag in lags], 1) / (
+        (flux**2).mean(1, keepdims=True) + 1e-9
+    )
     pitched = (freqs > 60) & (freqs < 2000)
     pc = np.round(12 * np.log2(freqs[pitched] / 440)).astype(int) % 12
     chroma = np.stack([mag[..., pitched][..., pc == c].sum(-1) for c in range(12)], -1).mean(1)
     chroma /= chroma.sum(1, keepdims=True)
-    triples = [np.sum(chroma * np.roll(chroma, -a, 1) * np.roll(chroma, -b, 1), 1)
-               for a in range(1, 12) for b in range(a + 1, 12)]
+    triples = [
+        np.sum(chroma * np.roll(chroma, -a, 1) * np.roll(chroma, -b, 1), 1)
+        for a in range(1, 12)
+        for b in range(a + 1, 12)
+    ]
     return np.concatenate([logb.mean(1), logb.std(1), acf, np.stack(triples, 1) * 1e3], 1)
 
 
@@ -87,8 +93,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--encoder_seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batchnorm", choices=["calibrated", "initial", "both"], default="calibrated",
-                        help="the random encoder's BatchNorm statistics: from 128 training crops, or as initialised")
+    parser.add_argument(
+        "--batchnorm",
+        choices=["calibrated", "initial", "both"],
+        default="calibrated",
+        help="the random encoder's BatchNorm statistics: from 128 training crops, or as initialised",
+    )
     args = parser.parse_args()
     root = args.dataset_dir or tempfile.mkdtemp()
 
@@ -104,11 +114,18 @@ def main() -> None:
             began = time.perf_counter()
             calibrate_on = train if batchnorm == "calibrated" else None
             rows[f"random SampleCNN {seed}, BN {batchnorm}"] = probe(
-                random_encoder_features(train_audio, seed, calibrate_on), train.targets,
-                random_encoder_features(test_audio, seed, calibrate_on), test.targets)
+                random_encoder_features(train_audio, seed, calibrate_on),
+                train.targets,
+                random_encoder_features(test_audio, seed, calibrate_on),
+                test.targets,
+            )
             print(f"random encoder {seed}, BatchNorm {batchnorm}: {time.perf_counter() - began:.1f} s")
-    rows["hand-made features"] = probe(handmade_features(train_audio, train.sample_rate), train.targets,
-                                       handmade_features(test_audio, test.sample_rate), test.targets)
+    rows["hand-made features"] = probe(
+        handmade_features(train_audio, train.sample_rate),
+        train.targets,
+        handmade_features(test_audio, test.sample_rate),
+        test.targets,
+    )
 
     print(f"\nROC-AUC on test ({len(test)} tracks); macro ROC-AUC / PR-AUC at the end")
     print(f"{'':34s}" + "".join(f"{t:>8s}" for t in train.tag_names) + f"{'ROC':>8s}{'PR':>8s}")

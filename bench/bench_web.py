@@ -9,6 +9,7 @@ format go through the page in headless Chromium (one launch) and through predict
 resampled formats the exact 22,050 Hz rendering of the same signal ("truth") is tagged too, so that the
 page's difference from predict.py can be set beside the difference soxr itself makes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,10 @@ def main() -> None:
         shown = drive(url, [{"name": "bench", "steps": steps}], root / "out", TIMEOUT_S)
     version, (session,) = shown["version"], shown["sessions"]
     model = load_model(enc, head)
-    predicted = {p.path: p for p in predict_files([c["path"] for c in cases] + [c["truth"] for c in cases if "truth" in c],
-                                                  model)}
+    predicted = {
+        p.path: p
+        for p in predict_files([c["path"] for c in cases] + [c["truth"] for c in cases if "truth" in c], model)
+    }
 
     rows = []
     for kind in KINDS:
@@ -90,29 +93,60 @@ def main() -> None:
         page = [np.array([r["tags"][t] for t in model.tag_names]) for _, r in mine]
         ours = [predicted[c["path"]].probs for c, _ in mine]
         chunks = [np.abs(np.array(r["chunk_probabilities"]) - predicted[c["path"]].chunk_probs).max() for c, r in mine]
-        row = [kind, len(mine), sum(r["n_chunks"] for _, r in mine), max(np.abs(a - b).max() for a, b in zip(page, ours)),
-               max(chunks)]
+        row = [
+            kind,
+            len(mine),
+            sum(r["n_chunks"] for _, r in mine),
+            max(np.abs(a - b).max() for a, b in zip(page, ours)),
+            max(chunks),
+        ]
         if "truth" in mine[0][0]:
             truth = [predicted[c["truth"]].probs for c, _ in mine]
-            row += [max(np.abs(a - b).max() for a, b in zip(ours, truth)), max(np.abs(a - b).max() for a, b in zip(page, truth))]
+            row += [
+                max(np.abs(a - b).max() for a, b in zip(ours, truth)),
+                max(np.abs(a - b).max() for a, b in zip(page, truth)),
+            ]
         else:
             row += ["-", "-"]
         rows.append(row)
-    agreement = table(["file", "files", "chunks", "page vs predict.py, track (max)", "page vs predict.py, chunk (max)",
-                       "predict.py vs truth, track (max)", "page vs truth, track (max)"], rows)
+    agreement = table(
+        [
+            "file",
+            "files",
+            "chunks",
+            "page vs predict.py, track (max)",
+            "page vs predict.py, chunk (max)",
+            "predict.py vs truth, track (max)",
+            "page vs truth, track (max)",
+        ],
+        rows,
+    )
 
     timed = session["steps"][-1]["result"]
     n, s = timed["n_chunks"], timed["seconds"]
     where = f"{timed['model']['backend']}, {timed['model']['threads']} threads"
-    speed_table = table(["file", "chunks", "where", "decode s", "tagger s/chunk", "encoder s/chunk", "x real time (both)"],
-                        [[f"{args.speed_seconds:g} s, 22,050 Hz mono", n, where, s["decode"], s["tags"] / n,
-                          s["embedding"] / n, args.speed_seconds / (s["decode"] + s["tags"] + s["embedding"])]])
+    speed_table = table(
+        ["file", "chunks", "where", "decode s", "tagger s/chunk", "encoder s/chunk", "x real time (both)"],
+        [
+            [
+                f"{args.speed_seconds:g} s, 22,050 Hz mono",
+                n,
+                where,
+                s["decode"],
+                s["tags"] / n,
+                s["embedding"] / n,
+                args.speed_seconds / (s["decode"] + s["tags"] + s["embedding"]),
+            ]
+        ],
+    )
     command = "python bench/bench_web.py " + shlex.join(sys.argv[1:])
-    body = (f"The page in headless Chromium {version} (playwright-core), onnxruntime-web's WebAssembly backend; "
-            f"the test model of tests/test_web.py. Largest absolute difference of a tag probability; \"truth\" is "
-            f"predict.py on the same signal rendered at 22,050 Hz mono, without resampling:\n\n{agreement}\n\n"
-            f"Speed (the second of two runs of the same file; the encoder runs only for the JSON's embedding):\n\n"
-            f"{speed_table}\n\n{about}\n\n`{command.strip()}`")
+    body = (
+        f"The page in headless Chromium {version} (playwright-core), onnxruntime-web's WebAssembly backend; "
+        f'the test model of tests/test_web.py. Largest absolute difference of a tag probability; "truth" is '
+        f"predict.py on the same signal rendered at 22,050 Hz mono, without resampling:\n\n{agreement}\n\n"
+        f"Speed (the second of two runs of the same file; the encoder runs only for the JSON's embedding):\n\n"
+        f"{speed_table}\n\n{about}\n\n`{command.strip()}`"
+    )
     print("\n" + agreement + "\n\n" + speed_table)
     if args.record:
         record("Browser page", body)

@@ -10,6 +10,7 @@ output energy, over a grid of the original's parameters (integers in [0, 100)). 
 `sox in.wav out.wav pitch CENTS rate 22050` (cut or padded to the input's length, as the original does),
 the interval, the level and the log-spectral distance (see tests/sox_oracle.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,10 +39,19 @@ EDGE = 2048  # samples left out at both ends when measuring a frequency
 
 def reverb_signals() -> dict[str, np.ndarray]:
     third = CROP // 3
-    mixture = np.concatenate([oracle.clicks(third, SAMPLE_RATE), oracle.noise_bursts(third, SAMPLE_RATE),
-                              oracle.tone(CROP - 2 * third, SAMPLE_RATE, hz=330.0)])
-    return {"clicks": oracle.clicks(CROP, SAMPLE_RATE), "noise bursts": oracle.noise_bursts(CROP, SAMPLE_RATE),
-            "tone": oracle.tone(CROP, SAMPLE_RATE), "mixture": mixture}
+    mixture = np.concatenate(
+        [
+            oracle.clicks(third, SAMPLE_RATE),
+            oracle.noise_bursts(third, SAMPLE_RATE),
+            oracle.tone(CROP - 2 * third, SAMPLE_RATE, hz=330.0),
+        ]
+    )
+    return {
+        "clicks": oracle.clicks(CROP, SAMPLE_RATE),
+        "noise bursts": oracle.noise_bursts(CROP, SAMPLE_RATE),
+        "tone": oracle.tone(CROP, SAMPLE_RATE),
+        "mixture": mixture,
+    }
 
 
 def ours_reverb(x: np.ndarray, params: tuple[int, int, int]) -> np.ndarray:
@@ -58,8 +68,10 @@ def reverb_rows() -> tuple[list[list[object]], float]:
     signals = reverb_signals()
     rows, worst = [], -np.inf
     for params in itertools.product(REVERB_LEVELS, repeat=3):
-        errors = [oracle.error_db(ours_reverb(x, params), oracle.sox_reverb(x, SAMPLE_RATE, *params))
-                  for x in signals.values()]
+        errors = [
+            oracle.error_db(ours_reverb(x, params), oracle.sox_reverb(x, SAMPLE_RATE, *params))
+            for x in signals.values()
+        ]
         worst = max(worst, *errors)
         rows.append([" ".join(map(str, params))] + ["%.1f" % e for e in errors])
     return rows, worst
@@ -80,9 +92,17 @@ def pitch_rows() -> list[list[object]]:
                 interval = "%+.2f / %+.2f" % (oracle.cents(ours_hz, target), oracle.cents(sox_hz, target))
             clipped = np.clip(x, -1, 1).astype(np.float32)  # the input as sox reads it
             identical = "yes" if np.array_equal(ours.astype(np.float32), clipped) else ""
-            rows.append([name, cents, interval, "%+.2f" % oracle.level_db(ours, reference),
-                         "%.2f" % oracle.log_spectral_distance(ours, reference),
-                         "%.2f" % oracle.log_spectral_distance(x, reference), identical])
+            rows.append(
+                [
+                    name,
+                    cents,
+                    interval,
+                    "%+.2f" % oracle.level_db(ours, reference),
+                    "%.2f" % oracle.log_spectral_distance(ours, reference),
+                    "%.2f" % oracle.log_spectral_distance(x, reference),
+                    identical,
+                ]
+            )
     return rows
 
 
@@ -96,13 +116,24 @@ def main(argv: list[str] | None = None) -> None:
     version = oracle.run_sox_version()
     rows, worst = reverb_rows()
     reverb_table = table(["reverberance, HF damping, room scale (%)"] + [f"{k} (dB)" for k in reverb_signals()], rows)
-    pitch_table = table(["signal", "cents", "interval error, ours / sox's (cents)", "level, ours - sox's (dB)",
-                         "log-spectral distance to sox's (dB)", "same, unshifted input (dB)", "equal to the (clipped) input"],
-                        pitch_rows())
-    body = (f"## Against the sox binary\n\n{machine()}; {version}\n\n`python bench/compare_sox.py --record`\n\n"
-            f"### Reverb: error energy against sox, relative to sox's output\n\n{reverb_table}\n\n"
-            f"Worst grid point: {worst:.1f} dB.\n\n"
-            f"### PitchShift against sox\n\n{pitch_table}\n")
+    pitch_table = table(
+        [
+            "signal",
+            "cents",
+            "interval error, ours / sox's (cents)",
+            "level, ours - sox's (dB)",
+            "log-spectral distance to sox's (dB)",
+            "same, unshifted input (dB)",
+            "equal to the (clipped) input",
+        ],
+        pitch_rows(),
+    )
+    body = (
+        f"## Against the sox binary\n\n{machine()}; {version}\n\n`python bench/compare_sox.py --record`\n\n"
+        f"### Reverb: error energy against sox, relative to sox's output\n\n{reverb_table}\n\n"
+        f"Worst grid point: {worst:.1f} dB.\n\n"
+        f"### PitchShift against sox\n\n{pitch_table}\n"
+    )
     print(body)
     if args.record:
         head = DOC.read_text().split(MARKER)[0] if DOC.exists() else "# Augmentations\n\n"

@@ -16,6 +16,7 @@ log-spectral distance too.
 Modes: `--mode transforms` (the default, per transform). A later mode for the pre-training comparison
 (our chain against views made by the original library, several seeds) plugs into MODES.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,9 @@ def ensure_env(env: Path) -> Path:
     if done.exists():
         return python
     if not Path(PYTHON).exists():
-        sys.exit(f"error: {PYTHON} not found; the side environment needs Python 3.11 (apt-get install -y python3.11-venv)")
+        sys.exit(
+            f"error: {PYTHON} not found; the side environment needs Python 3.11 (apt-get install -y python3.11-venv)"
+        )
     print(f"building the side environment in {env} (once; a few GB from PyPI) ...", flush=True)
     subprocess.run([PYTHON, "-m", "venv", str(env)], check=True)
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
@@ -64,8 +67,12 @@ def ensure_env(env: Path) -> Path:
 
 def inputs() -> dict[str, np.ndarray]:
     """Music-like test inputs of one crop: a chord, noise bursts, clicks and a tone mixed, and a quiet mixture."""
-    mixture = 0.5 * (oracle.chord(CROP, SAMPLE_RATE) + oracle.noise_bursts(CROP, SAMPLE_RATE) +
-                     oracle.clicks(CROP, SAMPLE_RATE, amplitude=0.5) + oracle.tone(CROP, SAMPLE_RATE, hz=1000.0))
+    mixture = 0.5 * (
+        oracle.chord(CROP, SAMPLE_RATE)
+        + oracle.noise_bursts(CROP, SAMPLE_RATE)
+        + oracle.clicks(CROP, SAMPLE_RATE, amplitude=0.5)
+        + oracle.tone(CROP, SAMPLE_RATE, hz=1000.0)
+    )
     return {"chord": oracle.chord(CROP, SAMPLE_RATE), "mixture": mixture, "quiet": 0.1 * mixture}
 
 
@@ -78,8 +85,10 @@ CASES: list[tuple[str, dict[str, float]]] = (
     + [("lowpass", {"cutoff_hz": f}) for f in (2200.0, 4000.0)]
     + [("delay", {"delay_ms": ms}) for ms in (200, 450)]
     + [("pitch", {"cents": c}) for c in (-700, -250, 0, 1, 400, 700)]
-    + [("reverb", {"reverberance": r, "damping": h, "room_size": s})
-       for r, h, s in ((0, 0, 0), (99, 99, 99), (99, 0, 99), (50, 50, 50), (20, 80, 10))]
+    + [
+        ("reverb", {"reverberance": r, "damping": h, "room_size": s})
+        for r, h, s in ((0, 0, 0), (99, 99, 99), (99, 0, 99), (50, 50, 50), (20, 80, 10))
+    ]
 )
 
 
@@ -99,7 +108,9 @@ def ours(kind: str, p: dict[str, float], x: torch.Tensor, noise: np.ndarray | No
     if kind == "pitch":
         return F.pitch_shift(x, torch.tensor([p["cents"] / 100]), SAMPLE_RATE)
     if kind == "reverb":
-        return F.reverb(x, SAMPLE_RATE, *(torch.tensor([float(p[k])]) for k in ("reverberance", "damping", "room_size")))
+        return F.reverb(
+            x, SAMPLE_RATE, *(torch.tensor([float(p[k])]) for k in ("reverberance", "damping", "room_size"))
+        )
     raise ValueError(f"unknown transform {kind!r}")
 
 
@@ -116,8 +127,10 @@ def run_original(python: Path, cases: list[dict], signals: dict[str, np.ndarray]
 def transforms_mode(python: Path) -> str:
     """The per-transform table: ours against the original for the same parameters, on every input."""
     signals = inputs()
-    cases = [{"transform": kind, "params": p, "input": name, "seed": i}
-             for i, ((kind, p), name) in enumerate((c, n) for c in CASES for n in signals)]
+    cases = [
+        {"transform": kind, "params": p, "input": name, "seed": i}
+        for i, ((kind, p), name) in enumerate((c, n) for c in CASES for n in signals)
+    ]
     outputs = run_original(python, cases, signals)
     rows = []
     for i, case in enumerate(cases):
@@ -132,16 +145,25 @@ def transforms_mode(python: Path) -> str:
         largest = np.abs(mine - theirs).max()
         error = "%.1f" % oracle.error_db(mine, theirs) if largest > 0 else "identical"
         rows.append([case["transform"], params, case["input"], error, "%.2g" % largest, level, lsd])
-    header = ["transform", "parameters", "input", "error energy (dB)", "max abs error", "level (dB)",
-              "log-spectral distance (dB)"]
+    header = [
+        "transform",
+        "parameters",
+        "input",
+        "error energy (dB)",
+        "max abs error",
+        "level (dB)",
+        "log-spectral distance (dB)",
+    ]
     return table(header, rows)
 
 
 MODES = {"transforms": transforms_mode}
-NOTES = {"transforms": "Error energy is relative to the original's output energy. PitchShift is a different "
-         "WSOLA from sox's (it splices at other points), so its waveform differs and the error energy says little; "
-         "the level and the log-spectral distance say how close it is (on the mixture, which holds noise bursts "
-         "and clicks, the per-bin distance is dominated by the noise, see the sox tables)."}
+NOTES = {
+    "transforms": "Error energy is relative to the original's output energy. PitchShift is a different "
+    "WSOLA from sox's (it splices at other points), so its waveform differs and the error energy says little; "
+    "the level and the log-spectral distance say how close it is (on the mixture, which holds noise bursts "
+    "and clicks, the per-bin distance is dominated by the noise, see the sox tables)."
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,11 +174,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     python = ensure_env(args.env)
-    versions = subprocess.run([str(python), "-c", "import torch, torchaudio; print(torch.__version__, torchaudio.__version__)"],
-                              check=True, capture_output=True, text=True).stdout.split()
-    body = (f"{machine()}; original side: torch {versions[0]}, torchaudio {versions[1]}, "
-            f"torchaudio-augmentations 0.2.4\n\n`python bench/parity_original.py --record`\n\n"
-            f"{MODES[args.mode](python)}\n\n{NOTES[args.mode]}\n")
+    versions = subprocess.run(
+        [str(python), "-c", "import torch, torchaudio; print(torch.__version__, torchaudio.__version__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    body = (
+        f"{machine()}; original side: torch {versions[0]}, torchaudio {versions[1]}, "
+        f"torchaudio-augmentations 0.2.4\n\n`python bench/parity_original.py --record`\n\n"
+        f"{MODES[args.mode](python)}\n\n{NOTES[args.mode]}\n"
+    )
     print(body)
     if args.record:
         record(body)

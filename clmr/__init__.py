@@ -6,13 +6,18 @@ The HEAR-style API for other code (imported on first use, so `import clmr` stays
     clmr.get_scene_embeddings(audio, model)                       # (n_sounds, n_samples) -> (n_sounds, 512)
     clmr.get_timestamp_embeddings(audio, model)                   # -> (n_sounds, n_chunks, 512), centres in ms
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-_API = {"load_model": "clmr.hear", "get_scene_embeddings": "clmr.hear",
-        "get_timestamp_embeddings": "clmr.hear", "ClmrModel": "clmr.hear"}
+_API = {
+    "load_model": "clmr.hear",
+    "get_scene_embeddings": "clmr.hear",
+    "get_timestamp_embeddings": "clmr.hear",
+    "ClmrModel": "clmr.hear",
+}
 
 __all__ = list(_API)
 

@@ -6,6 +6,7 @@ final name; at worst a `.tmp-*` file remains, which a re-run ignores and overwri
 
 `check_writable(folder, flag)` proves an output folder takes a file before long work starts.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,7 +75,7 @@ def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
         try:
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
 
@@ -105,6 +106,7 @@ def check_writable(folder: str | os.PathLike, flag: str) -> Path:
             os.close(fd)
             os.unlink(probe)
     except OSError as err:
-        raise OutputPathError(f"{shown(folder)}: cannot write there ({err.strerror or err}); "
-                              f"choose another folder with {flag}") from None
+        raise OutputPathError(
+            f"{shown(folder)}: cannot write there ({err.strerror or err}); choose another folder with {flag}"
+        ) from None
     return folder

@@ -1,4 +1,5 @@
 """Reading and writing audio files: window reads, whole-file reads with mono mixing and resampling."""
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,7 @@ import soundfile as sf
 from clmr.atomic import write_bytes
 from clmr.filenames import os_name, shown
 
-SAMPLE_RATE = 22050   # the defaults of config/config.yaml (sample_rate, audio_length; tests/test_config.py checks)
+SAMPLE_RATE = 22050  # the defaults of config/config.yaml (sample_rate, audio_length; tests/test_config.py checks)
 AUDIO_LENGTH = 59049  # samples per crop: 3^10, what SampleCNN encodes (2.7 s at 22,050 Hz)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 # libsndfile subtypes whose samples are integers (FLAC reports PCM_*): they cannot hold NaN or infinity.
@@ -59,9 +60,12 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
 def check_format(path: str | os.PathLike, info: AudioInfo, sample_rate: int) -> None:
     """Training reads mono files at the configured rate; anything else must be converted first."""
     if info.sample_rate != sample_rate or info.channels != 1:
-        raise audio_error(path, f"{info.channels} channel(s) at {info.sample_rate} Hz, expected mono at "
-                                f"{sample_rate} Hz; convert the folder first: python preprocess.py --dataset audio "
-                                f"--dataset_dir <folder> --sample_rate {sample_rate}")
+        raise audio_error(
+            path,
+            f"{info.channels} channel(s) at {info.sample_rate} Hz, expected mono at "
+            f"{sample_rate} Hz; convert the folder first: python preprocess.py --dataset audio "
+            f"--dataset_dir <folder> --sample_rate {sample_rate}",
+        )
 
 
 def read_window(path: str | os.PathLike, start: int, frames: int) -> np.ndarray:
@@ -138,8 +142,11 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subt
 
 def find_audio_files(root: str | os.PathLike) -> list[Path]:
     """Every audio file below `root` (recursive, sorted), by extension."""
-    return sorted(p for p in Path(root).rglob("*")
-                  if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in Path(root).rglob("*")
+        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )
 
 
 def _unreadable(path: str | os.PathLike, err: Exception) -> AudioFileError:

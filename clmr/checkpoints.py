@@ -11,18 +11,17 @@ Encoder checkpoints (`load_encoder`), recognised by their state-dict keys:
 Only the convolutional trunk (`sequential.*`) is read: the projector, the supervised `fc` and the
 pre-training `out_dim` do not matter to the 512-d representation. Files are always read with
 `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run code, and weights holding NaN or Inf
-are refused. Probe heads (`load_head`) and the names of their outputs (`head_labels`): from our `best.ckpt`, the
-original CLMR's finetuner checkpoints, a JSON list of tag names, or the dataset the checkpoint names.
+are refused. Probe heads (`load_head`): from our `best.ckpt` and the original CLMR's finetuner checkpoints; the names
+of their outputs: `clmr.tag_names.head_labels`.
 """
+
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import re
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ ENCODER_FORMATS = (
     ("lightning", "model.encoder.", "state_dict"),
     ("supervised", "model.", "state_dict"),
     ("clmr-v1", "encoder.", None),
-    ("clmr-v1", "module.encoder.", None),   # saved from nn.DataParallel
+    ("clmr-v1", "module.encoder.", None),  # saved from nn.DataParallel
     ("samplecnn", "", None),
 )
 FINETUNER_FLAG = "--finetuner_checkpoint_path"
@@ -117,16 +116,30 @@ def read_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint_path") ->
                 continue
             named = _GLOBAL.search(str(err))
             if named:
-                raise CheckpointError(f"{flag} {path}: refusing to load: the file holds a Python object "
-                                      f"({named.group(1)}) that could run code; weights_only=True reads tensors "
-                                      f"and plain values only") from None
-            raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint (it does not unpickle as tensors "
-                                  f"and plain values)") from None
-        except (RuntimeError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError,
-                zipfile.BadZipFile, OSError) as err:
+                raise CheckpointError(
+                    f"{flag} {path}: refusing to load: the file holds a Python object "
+                    f"({named.group(1)}) that could run code; weights_only=True reads tensors "
+                    f"and plain values only"
+                ) from None
+            raise CheckpointError(
+                f"{flag} {path}: not a PyTorch checkpoint (it does not unpickle as tensors and plain values)"
+            ) from None
+        except (
+            RuntimeError,
+            EOFError,
+            KeyError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            zipfile.BadZipFile,
+            OSError,
+        ) as err:
             if head == ZIP_MAGIC:  # torch.save writes a zip archive: this one is cut short or damaged
-                raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint (truncated or damaged: the zip "
-                                      f"archive torch.save writes does not read)") from None
+                raise CheckpointError(
+                    f"{flag} {path}: not a PyTorch checkpoint (truncated or damaged: the zip "
+                    f"archive torch.save writes does not read)"
+                ) from None
             raise CheckpointError(f"{flag} {path}: not a PyTorch checkpoint ({_first_line(err)})") from None
 
 
@@ -152,8 +165,10 @@ def encoder_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor]
     """The encoder's `sequential.*` weights from a checkpoint: (state dict, format name, hyper-parameters)."""
     obj = read_checkpoint(path)
     if not isinstance(obj, dict):
-        raise CheckpointError(f"--checkpoint_path {path}: not a checkpoint (a {type(obj).__name__}, "
-                              f"expected a state dict or a Lightning checkpoint)")
+        raise CheckpointError(
+            f"--checkpoint_path {path}: not a checkpoint (a {type(obj).__name__}, "
+            f"expected a state dict or a Lightning checkpoint)"
+        )
     hparams = hyper_parameters(obj)
     seen: list[str] = []
     for name, prefix, where in ENCODER_FORMATS:
@@ -162,16 +177,20 @@ def encoder_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor]
             continue
         seen = seen or list(state)
         trunk = prefix + "sequential."
-        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(trunk)}
+        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(trunk)}
         if weights:
             return weights, name, hparams
     if any(k.startswith("model.0.") for k in seen):
-        raise CheckpointError(f"--checkpoint_path {path}: this is a probe-head checkpoint, not an encoder; "
-                              f"pass it as --finetuner_checkpoint_path")
+        raise CheckpointError(
+            f"--checkpoint_path {path}: this is a probe-head checkpoint, not an encoder; "
+            f"pass it as --finetuner_checkpoint_path"
+        )
     found = ", ".join(seen[:3]) + (", ..." if len(seen) > 3 else "") if seen else "no state dict"
-    raise CheckpointError(f"--checkpoint_path {path}: no SampleCNN encoder weights (expected keys "
-                          f"model.encoder.sequential.*, model.sequential.*, encoder.sequential.* or "
-                          f"sequential.*; found {found})")
+    raise CheckpointError(
+        f"--checkpoint_path {path}: no SampleCNN encoder weights (expected keys "
+        f"model.encoder.sequential.*, model.sequential.*, encoder.sequential.* or "
+        f"sequential.*; found {found})"
+    )
 
 
 def _frozen(encoder: SampleCNN) -> SampleCNN:
@@ -192,8 +211,9 @@ def random_encoder(seed: int) -> SampleCNN:
     return _frozen(encoder)
 
 
-def first_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], model: str = "SampleCNN",
-                   strict: bool = False) -> str | None:
+def first_mismatch(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], model: str = "SampleCNN", strict: bool = False
+) -> str | None:
     """The first key (in the model's order) that is missing, unexpected or of another shape, described.
 
     Unless `strict`, a missing `num_batches_tracked` (written only by newer PyTorch, not needed for inference) is fine.
@@ -224,8 +244,10 @@ def first_non_finite(state: dict[str, Any]) -> str | None:
 def require_finite(weights: dict[str, Any], path: str | os.PathLike, flag: str, what: str) -> None:
     bad = first_non_finite(weights)
     if bad:
-        raise CheckpointError(f"{flag} {path}: the {what} weights hold NaN or Inf ({bad}): the training that wrote "
-                              f"it diverged; use an earlier checkpoint")
+        raise CheckpointError(
+            f"{flag} {path}: the {what} weights hold NaN or Inf ({bad}): the training that wrote "
+            f"it diverged; use an earlier checkpoint"
+        )
 
 
 def load_encoder(path: str | os.PathLike, seed: int = 0) -> SampleCNN:
@@ -244,8 +266,7 @@ def load_encoder(path: str | os.PathLike, seed: int = 0) -> SampleCNN:
     expected = encoder.state_dict()
     mismatch = first_mismatch(expected, weights)
     if mismatch:
-        raise CheckpointError(f"--checkpoint_path {path} ({fmt} format): not the SampleCNN architecture: "
-                              f"{mismatch}")
+        raise CheckpointError(f"--checkpoint_path {path} ({fmt} format): not the SampleCNN architecture: {mismatch}")
     require_finite(weights, path, "--checkpoint_path", "encoder")
     encoder.load_state_dict(weights, strict=False)
     encoder.checkpoint_format = fmt
@@ -262,16 +283,19 @@ def head_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     flag = FINETUNER_FLAG
     obj = read_checkpoint(path, flag)
-    state = state_dict_in(obj, "state_dict") if isinstance(obj, dict) and "state_dict" in obj else state_dict_in(obj, None)
+    state = (
+        state_dict_in(obj, "state_dict") if isinstance(obj, dict) and "state_dict" in obj else state_dict_in(obj, None)
+    )
     if state is None:
         raise CheckpointError(f"{flag} {path}: not a checkpoint (expected a state dict or a Lightning checkpoint)")
-    head = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    head = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     if not head:
         head = {k: v for k, v in state.items() if k.split(".")[0].isdigit()}
     head = {k: v for k, v in head.items() if k.split(".")[0].isdigit()}  # not model.encoder.* of a pre-training ckpt
     if not head:
-        raise CheckpointError(f"{flag} {path}: no probe-head weights (expected keys model.0.weight or 0.weight; "
-                              f"found {some_keys(state)})")
+        raise CheckpointError(
+            f"{flag} {path}: no probe-head weights (expected keys model.0.weight or 0.weight; found {some_keys(state)})"
+        )
     require_finite(head, path, flag, "probe-head")
     return head
 
@@ -281,27 +305,33 @@ def some_keys(state: dict, n: int = 3) -> str:
     return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") if keys else "none"
 
 
-def load_head(path: str | os.PathLike, mlp: bool | None = None, n_outputs: int | None = None,
-              outputs_of: str = "") -> nn.Sequential:
+def load_head(
+    path: str | os.PathLike, mlp: bool | None = None, n_outputs: int | None = None, outputs_of: str = ""
+) -> nn.Sequential:
     """The probe head of a finetuner checkpoint (ours, or the original CLMR's), linear or MLP as its weights are,
     in eval mode and frozen. With `mlp` or `n_outputs` given, a head of another kind or size is refused
     (`outputs_of` says whose outputs `n_outputs` counts)."""
     flag = FINETUNER_FLAG
     state = head_state_dict(path)
     if "0.weight" not in state or state["0.weight"].shape[-1] != N_FEATURES:
-        raise CheckpointError(f"{flag} {path}: not a probe head on {N_FEATURES}-d representations "
-                              f"(0.weight is {tuple(state['0.weight'].shape) if '0.weight' in state else 'missing'})")
+        raise CheckpointError(
+            f"{flag} {path}: not a probe head on {N_FEATURES}-d representations "
+            f"(0.weight is {tuple(state['0.weight'].shape) if '0.weight' in state else 'missing'})"
+        )
     is_mlp = "2.weight" in state
     if mlp is not None and is_mlp != bool(mlp):
-        raise CheckpointError(f"{flag} {path}: {'an MLP' if is_mlp else 'a linear'} head; "
-                              f"pass --finetuner_mlp {int(is_mlp)}")
+        raise CheckpointError(
+            f"{flag} {path}: {'an MLP' if is_mlp else 'a linear'} head; pass --finetuner_mlp {int(is_mlp)}"
+        )
     found = state["2.weight" if is_mlp else "0.weight"].shape[0]
     head = build_head(N_FEATURES, found if n_outputs is None else n_outputs, is_mlp)
     for key, value in head.state_dict().items() if n_outputs is not None else ():
         if key not in state or tuple(state[key].shape) != tuple(value.shape):
             shape = tuple(state[key].shape) if key in state else "missing"
-            raise CheckpointError(f"{flag} {path}: head weight {key} is {shape}, expected {tuple(value.shape)} "
-                                  f"({N_FEATURES} features -> {n_outputs} outputs{outputs_of})")
+            raise CheckpointError(
+                f"{flag} {path}: head weight {key} is {shape}, expected {tuple(value.shape)} "
+                f"({N_FEATURES} features -> {n_outputs} outputs{outputs_of})"
+            )
     try:
         head.load_state_dict(state)
     except RuntimeError as err:
@@ -312,66 +342,3 @@ def load_head(path: str | os.PathLike, mlp: bool | None = None, n_outputs: int |
 def head_outputs(head: nn.Sequential) -> int:
     """How many tags (or classes) a head of `build_head` scores."""
     return head[-1].out_features
-
-
-def read_tag_names(path: str | os.PathLike) -> list[str]:
-    """A JSON list of tag names (or an object with a `tags` list, as export.py writes beside the model)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--tags {path}: file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"--tags {path}: not JSON ({err})") from None
-    tags = data.get("tags") if isinstance(data, dict) else data
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise CheckpointError(f"--tags {path}: expected a JSON list of tag names")
-    return tags
-
-
-def head_labels(path: str | os.PathLike, n_tags: int,
-                tags: Sequence[str] | str | os.PathLike | None = None) -> tuple[list[str], bool]:
-    """(tag names, multilabel) of the head in finetuner checkpoint `path`, which scores `n_tags` outputs.
-
-    Tag names, first found: `tags` (a list, or a JSON file), the checkpoint's `tag_names`
-    hyper-parameter, the `results.json` of the probe run the checkpoint belongs to
-    (`<run>/checkpoints/best.ckpt` -> `<run>/results.json`), the names fixed in code for the dataset the
-    checkpoint names (`TAG_NAMES` of its class: synthetic, gtzan); failing all, `tag_0 ... tag_{n-1}`.
-    """
-    hparams = hyper_parameters(read_checkpoint(path, FINETUNER_FLAG))
-    dataset = _dataset_class(hparams.get("dataset"))
-    multilabel = hparams.get("multilabel")
-    if multilabel is None:
-        multilabel = getattr(dataset, "multilabel", True)
-    if isinstance(tags, (str, os.PathLike)):
-        names = read_tag_names(tags) if str(tags) else []
-    else:
-        names = list(tags or [])
-    fixed = list(getattr(dataset, "TAG_NAMES", ()))
-    names = names or list(hparams.get("tag_names") or []) or _run_tag_names(path, n_tags) \
-        or (fixed if len(fixed) == n_tags else []) or [f"tag_{i}" for i in range(n_tags)]
-    if len(names) != n_tags:
-        raise CheckpointError(f"{FINETUNER_FLAG} {path}: the head has {n_tags} outputs but {len(names)} tag names "
-                              f"were given")
-    return [str(n) for n in names], bool(multilabel)
-
-
-def _dataset_class(name: Any) -> type | None:
-    from clmr.datasets import REGISTRY, dataset_class
-
-    if name not in REGISTRY:
-        return None
-    try:
-        return dataset_class(name)
-    except ImportError:
-        return None
-
-
-def _run_tag_names(head_path: str | os.PathLike, n_tags: int) -> list[str]:
-    """The tag names in the results.json of the probe run a head checkpoint was saved in."""
-    results = Path(head_path).resolve().parent.parent / "results.json"
-    try:
-        tags = json.loads(results.read_text())["dataset"]["tags"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    return [str(t) for t in tags] if isinstance(tags, list) and len(tags) == n_tags else []

@@ -1,4 +1,5 @@
 """What the top-level scripts share: bad input becomes one clear line on stderr and a non-zero exit."""
+
 from __future__ import annotations
 
 import logging

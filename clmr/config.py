@@ -6,6 +6,7 @@ flag, is read as text and typed and checked by its key's rule (`clmr.options.RUL
 in a YAML file is refused as `--max_epochs abc` is, naming the file and key, and `--finetuner_mlp true`
 means 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,9 @@ class _Parser(argparse.ArgumentParser):
         for action in self._actions:
             option = getattr(action, "option", None)
             if option is not None:
-                action.help = (f"{option.help + '; ' if option.help else ''}{option.rule.expected()}; "
-                               f"default: {option.default}").replace("%", "%%")
+                action.help = (
+                    f"{option.help + '; ' if option.help else ''}{option.rule.expected()}; default: {option.default}"
+                ).replace("%", "%%")
         return super().format_help()
 
 
@@ -98,10 +100,13 @@ def bare_switches(argv: Sequence[str], names: Sequence[str]) -> list[str]:
     return out
 
 
-def build_parser(options: dict[str, Option], prog: str | None = None,
-                 positional: Sequence[tuple[str, dict]] = ()) -> argparse.ArgumentParser:
+def build_parser(
+    options: dict[str, Option], prog: str | None = None, positional: Sequence[tuple[str, dict]] = ()
+) -> argparse.ArgumentParser:
     """Every option as a flag that takes its value as text; only the flags given appear in the result."""
-    parser = _Parser(prog=prog, allow_abbrev=False, description="Every option of config/config.yaml is a flag of the same name.")
+    parser = _Parser(
+        prog=prog, allow_abbrev=False, description="Every option of config/config.yaml is a flag of the same name."
+    )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML file with the defaults")
     for name, kwargs in positional:
         parser.add_argument(name, **kwargs)
@@ -141,9 +146,12 @@ def check_options(given: dict[str, Given], options: dict[str, Option]) -> dict[s
     return values
 
 
-def load_config(argv: Sequence[str] | None = None, prog: str | None = None,
-                extra: dict[str, Option | Any] | None = None,
-                positional: Sequence[tuple[str, dict]] = ()) -> argparse.Namespace:
+def load_config(
+    argv: Sequence[str] | None = None,
+    prog: str | None = None,
+    extra: dict[str, Option | Any] | None = None,
+    positional: Sequence[tuple[str, dict]] = (),
+) -> argparse.Namespace:
     """Parse `argv` (default: sys.argv[1:]) against the YAML defaults; raise ConfigError for a bad value.
 
     `extra` adds script-specific options, each an `Option(default, rule)` (or a bare default, typed by

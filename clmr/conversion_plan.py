@@ -3,6 +3,7 @@
 Each output mirrors its input's path below the output root, with `.wav`; inputs whose outputs would
 collide (tone.flac and tone.ogg -> tone.wav) keep their extension instead (tone.flac.wav, tone.ogg.wav).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,9 +32,12 @@ class Job:
     skip: str = ""
 
 
-def plan_mirror(src_root: str | os.PathLike, dst_root: str | os.PathLike,
-                exclude: Mapping[str, str] | None = None,
-                extensions: Iterable[str] = INPUT_EXTENSIONS) -> list[Job]:
+def plan_mirror(
+    src_root: str | os.PathLike,
+    dst_root: str | os.PathLike,
+    exclude: Mapping[str, str] | None = None,
+    extensions: Iterable[str] = INPUT_EXTENSIONS,
+) -> list[Job]:
     """One job per audio file below `src_root`, its output at the same relative path below `dst_root` as .wav.
 
     `exclude` maps relative input paths (with `/`) to the reason they are skipped. Inputs whose outputs
@@ -65,15 +69,18 @@ def distinct_outputs(jobs: list[Job]) -> list[Job]:
     out = []
     for job in jobs:
         group = groups[_output_key(job.dst)]
-        keeps_name = len(group) == 1 or (job.src.suffix.lower() == ".wav"
-                                         and sum(j.src.suffix.lower() == ".wav" for j in group) == 1)
+        keeps_name = len(group) == 1 or (
+            job.src.suffix.lower() == ".wav" and sum(j.src.suffix.lower() == ".wav" for j in group) == 1
+        )
         out.append(job if keeps_name else Job(job.src, job.dst.with_name(job.src.name + ".wav"), job.skip))
     owner: dict[str, Job] = {}
     for job in out:
         other = owner.setdefault(_output_key(job.dst), job)
         if other is not job:
-            raise PreprocessError(f"{shown(other.src)} and {shown(job.src)} would both be converted to "
-                                  f"{shown(job.dst)}; rename one of them")
+            raise PreprocessError(
+                f"{shown(other.src)} and {shown(job.src)} would both be converted to "
+                f"{shown(job.dst)}; rename one of them"
+            )
     return out
 
 

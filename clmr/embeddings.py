@@ -1,7 +1,8 @@
 """Embeddings of a music collection, resumable: one 512-d row per file (`predict.py --embeddings OUT`).
 
-    summary = embed_files(["~/music"], load_model("encoder.ckpt"), "embeddings/")
+summary = embed_files(["~/music"], load_model("encoder.ckpt"), "embeddings/")
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,8 @@ EMBEDDINGS, INDEX, CHUNKS, META, PARTS = "embeddings.npy", "index.csv", "chunk_e
 class EmbeddingSummary:
     out_dir: Path
     n_files: int
-    embedded: int           # rows written
-    computed: int           # of which computed in this run (the rest were found in parts/)
+    embedded: int  # rows written
+    computed: int  # of which computed in this run (the rest were found in parts/)
     failed: list[tuple[Path, str]]
     total_chunks: int
 
@@ -66,8 +67,13 @@ def _read_part(part: Path, path: Path, need_chunks: bool) -> dict | None:
 
 def _write_part(part: Path, track: EncodedTrack, keep_chunks: bool) -> dict:
     size, mtime_ns = _stamp(track.path)
-    arrays = dict(embedding=track.embedding.numpy().astype(np.float32), n_chunks=np.int64(track.n_chunks),
-                  duration_s=np.float64(track.duration_s), size=np.int64(size), mtime_ns=np.int64(mtime_ns))
+    arrays = dict(
+        embedding=track.embedding.numpy().astype(np.float32),
+        n_chunks=np.int64(track.n_chunks),
+        duration_s=np.float64(track.duration_s),
+        size=np.int64(size),
+        mtime_ns=np.int64(mtime_ns),
+    )
     if keep_chunks:
         arrays.update(chunks=track.embeddings.numpy().astype(np.float32), times_ms=track.times_ms)
     buf = io.BytesIO()
@@ -89,15 +95,23 @@ def _check_model(out_dir: Path, model: ClmrModel) -> None:
     if stamp.is_file():
         found = json.loads(stamp.read_text()).get("fingerprint")
         if found != model.fingerprint:
-            raise CheckpointError(f"--embeddings {shown(out_dir)}: holds embeddings of another model or chunking "
-                                  f"({found}, now {model.fingerprint}); use another folder or delete it")
+            raise CheckpointError(
+                f"--embeddings {shown(out_dir)}: holds embeddings of another model or chunking "
+                f"({found}, now {model.fingerprint}); use another folder or delete it"
+            )
     else:
         write_json(stamp, {"fingerprint": model.fingerprint})
 
 
-def embed_files(inputs: Sequence[str | os.PathLike], model: ClmrModel, out_dir: str | os.PathLike,
-                chunk_embeddings: bool = False, workers: int = 0, progress: bool = True,
-                on_error: Callable[[Path, str], None] | None = None) -> EmbeddingSummary:
+def embed_files(
+    inputs: Sequence[str | os.PathLike],
+    model: ClmrModel,
+    out_dir: str | os.PathLike,
+    chunk_embeddings: bool = False,
+    workers: int = 0,
+    progress: bool = True,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> EmbeddingSummary:
     """One 512-d embedding per file (the mean over its chunks) into `out_dir`:
 
         embeddings.npy        (N, 512) float32, row i = row i of index.csv
@@ -126,8 +140,9 @@ def embed_files(inputs: Sequence[str | os.PathLike], model: ClmrModel, out_dir: 
         else:
             saved[i] = part
     failed: dict[int, str] = {}
-    bar = tqdm(total=len(paths), initial=len(saved), unit="file", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(paths), initial=len(saved), unit="file", disable=not progress, file=sys.stderr, dynamic_ncols=True
+    )
     with bar:
         for track in encode_files([paths[i] for i in todo], model, workers):
             i = todo[track.index]
@@ -139,15 +154,30 @@ def embed_files(inputs: Sequence[str | os.PathLike], model: ClmrModel, out_dir: 
             bar.update(1)
     rows = [i for i in range(len(paths)) if i in saved]
     _assemble(out_dir, model, paths, rows, saved, failed, chunk_embeddings)
-    return EmbeddingSummary(out_dir, len(paths), len(rows), len(todo) - len(failed),
-                            [(paths[i], failed[i]) for i in sorted(failed)],
-                            sum(int(saved[i]["n_chunks"]) for i in rows))
+    return EmbeddingSummary(
+        out_dir,
+        len(paths),
+        len(rows),
+        len(todo) - len(failed),
+        [(paths[i], failed[i]) for i in sorted(failed)],
+        sum(int(saved[i]["n_chunks"]) for i in rows),
+    )
 
 
-def _assemble(out_dir: Path, model: ClmrModel, paths: list[Path], rows: list[int], saved: dict[int, dict],
-              failed: dict[int, str], chunk_embeddings: bool) -> None:
-    embeddings = np.stack([saved[i]["embedding"] for i in rows]).astype(np.float32) if rows \
+def _assemble(
+    out_dir: Path,
+    model: ClmrModel,
+    paths: list[Path],
+    rows: list[int],
+    saved: dict[int, dict],
+    failed: dict[int, str],
+    chunk_embeddings: bool,
+) -> None:
+    embeddings = (
+        np.stack([saved[i]["embedding"] for i in rows]).astype(np.float32)
+        if rows
         else np.zeros((0, N_FEATURES), np.float32)
+    )
     save_npy(out_dir / EMBEDDINGS, embeddings)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -161,10 +191,21 @@ def _assemble(out_dir: Path, model: ClmrModel, paths: list[Path], rows: list[int
     if chunk_embeddings:
         chunks = np.concatenate([saved[i]["chunks"] for i in rows]) if rows else np.zeros((0, N_FEATURES), np.float32)
         save_npy(out_dir / CHUNKS, chunks.astype(np.float32))
-    write_json(out_dir / META, {
-        "checkpoint": model.source, "model": model.fingerprint, "sample_rate": model.sample_rate,
-        "audio_length": model.audio_length, "hop_length": model.hop_length,
-        "embedding": "mean of the chunk representations (512-d)", "files": len(paths), "rows": len(rows),
-        "chunk_embeddings": CHUNKS if chunk_embeddings else None,
-        "failed": [{"path": str(paths[i]), "reason": failed[i].removeprefix(f"{shown(paths[i])}: ")}
-                   for i in sorted(failed)]})
+    write_json(
+        out_dir / META,
+        {
+            "checkpoint": model.source,
+            "model": model.fingerprint,
+            "sample_rate": model.sample_rate,
+            "audio_length": model.audio_length,
+            "hop_length": model.hop_length,
+            "embedding": "mean of the chunk representations (512-d)",
+            "files": len(paths),
+            "rows": len(rows),
+            "chunk_embeddings": CHUNKS if chunk_embeddings else None,
+            "failed": [
+                {"path": str(paths[i]), "reason": failed[i].removeprefix(f"{shown(paths[i])}: ")}
+                for i in sorted(failed)
+            ],
+        },
+    )

@@ -4,6 +4,7 @@ A test track is cut into consecutive non-overlapping chunks (`clmr.chunking.chun
 scores every chunk, and the track's score is the mean of its chunks' sigmoid (multi-label) or softmax
 (single-label) outputs.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -46,8 +47,10 @@ def tagging_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: list[str
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
     if y_true.shape != y_score.shape or y_true.ndim != 2 or y_true.shape[1] != len(tag_names):
-        raise ValueError(f"expected labels and scores of shape (tracks, {len(tag_names)} tags), "
-                         f"got {y_true.shape} and {y_score.shape}")
+        raise ValueError(
+            f"expected labels and scores of shape (tracks, {len(tag_names)} tags), "
+            f"got {y_true.shape} and {y_score.shape}"
+        )
     per_tag: dict[str, dict] = {}
     skipped: list[dict] = []
     for k, tag in enumerate(tag_names):
@@ -58,9 +61,11 @@ def tagging_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: list[str
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            per_tag[tag] = {"roc_auc": float(roc_auc_score(y_true[:, k] > 0.5, y_score[:, k])),
-                            "pr_auc": float(average_precision_score(y_true[:, k] > 0.5, y_score[:, k])),
-                            "positives": positives}
+            per_tag[tag] = {
+                "roc_auc": float(roc_auc_score(y_true[:, k] > 0.5, y_score[:, k])),
+                "pr_auc": float(average_precision_score(y_true[:, k] > 0.5, y_score[:, k])),
+                "positives": positives,
+            }
     scored = list(per_tag.values())
     return {
         "roc_auc": float(np.mean([t["roc_auc"] for t in scored])) if scored else float("nan"),

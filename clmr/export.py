@@ -10,6 +10,7 @@ recordings a SampleCNN's representations are of order 1 and the two runtimes agr
 full-scale white noise drives them to ~100 and the difference towards 1e-4, hence the check's
 noise at -20 dBFS. `tolerance` loosens the check for a model whose outputs are unusually large.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,8 +87,9 @@ def music_like(n_samples: int, sample_rate: int, seed: int = 0) -> np.ndarray:
     return (0.8 * out / np.abs(out).max()).astype(np.float32)
 
 
-def check_inputs(audio_length: int, sample_rate: int, batches: Sequence[int] = CHECK_BATCHES,
-                 seed: int = 0) -> list[tuple[str, np.ndarray]]:
+def check_inputs(
+    audio_length: int, sample_rate: int, batches: Sequence[int] = CHECK_BATCHES, seed: int = 0
+) -> list[tuple[str, np.ndarray]]:
     """(name, (batch, 1, audio_length) float32) inputs at the levels of real recordings: white noise at
     -20 dBFS RMS, and music-like audio peaking at -2 dBFS."""
     rng = np.random.default_rng(seed)
@@ -99,9 +101,16 @@ def check_inputs(audio_length: int, sample_rate: int, batches: Sequence[int] = C
     return out
 
 
-def export_onnx(module: nn.Module, path: str | os.PathLike, audio_length: int, output_name: str,
-                metadata: dict[str, str] | None = None, opset: int = OPSET,
-                check: Sequence[tuple[str, np.ndarray]] = (), tolerance: float = TOLERANCE) -> list[tuple[str, float]]:
+def export_onnx(
+    module: nn.Module,
+    path: str | os.PathLike,
+    audio_length: int,
+    output_name: str,
+    metadata: dict[str, str] | None = None,
+    opset: int = OPSET,
+    check: Sequence[tuple[str, np.ndarray]] = (),
+    tolerance: float = TOLERANCE,
+) -> list[tuple[str, float]]:
     """Write `module` as ONNX (input `audio` (batch, 1, audio_length), batch dynamic) to `path`.
 
     The model is written under a temporary name, checked against `module` with onnxruntime on the
@@ -120,17 +129,28 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, audio_length: int, o
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            program = torch.onnx.export(module, (example,), None, input_names=[INPUT], output_names=[output_name],
-                                        dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True,
-                                        external_data=False, verbose=False)
+            program = torch.onnx.export(
+                module,
+                (example,),
+                None,
+                input_names=[INPUT],
+                output_names=[output_name],
+                dynamic_shapes=({0: batch},),
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
         except Exception as err:  # the exporter raises many types; say which model failed and why
             raise ExportError(f"ONNX export of {path.name} failed: {type(err).__name__}: {err}") from err
     with atomic_path(path) as tmp:
         program.save(tmp, external_data=False)
         model = onnx.load(str(tmp))
         if written_opset(model) != opset:
-            raise ExportError(f"ONNX export of {path.name}: the exporter wrote opset {written_opset(model)}, "
-                              f"not the requested {opset} (it writes {MIN_OPSET} to {max_opset()})")
+            raise ExportError(
+                f"ONNX export of {path.name}: the exporter wrote opset {written_opset(model)}, "
+                f"not the requested {opset} (it writes {MIN_OPSET} to {max_opset()})"
+            )
         for key, value in (metadata or {}).items():
             model.metadata_props.add(key=key, value=str(value))
         onnx.checker.check_model(model)
@@ -138,8 +158,13 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, audio_length: int, o
         return check_onnx(tmp, module, check, tolerance, name=path)
 
 
-def check_onnx(path: str | os.PathLike, module: nn.Module, inputs: Sequence[tuple[str, np.ndarray]],
-               tolerance: float = TOLERANCE, name: str | os.PathLike | None = None) -> list[tuple[str, float]]:
+def check_onnx(
+    path: str | os.PathLike,
+    module: nn.Module,
+    inputs: Sequence[tuple[str, np.ndarray]],
+    tolerance: float = TOLERANCE,
+    name: str | os.PathLike | None = None,
+) -> list[tuple[str, float]]:
     """Run the ONNX model with onnxruntime (CPU) and `module` on each input; (name, max |difference|) each.
 
     Raises ExportError when a difference exceeds `tolerance` or an output shape differs.
@@ -161,8 +186,9 @@ def check_onnx(path: str | os.PathLike, module: nn.Module, inputs: Sequence[tupl
             raise ExportError(f"{shown}: onnxruntime output {found.shape} on {label}, PyTorch {expected.shape}")
         diff = float(np.abs(found - expected).max())
         if not diff <= tolerance:
-            raise ExportError(f"{shown}: onnxruntime and PyTorch differ by {diff:.2e} on {label} "
-                              f"(tolerance {tolerance:.0e})")
+            raise ExportError(
+                f"{shown}: onnxruntime and PyTorch differ by {diff:.2e} on {label} (tolerance {tolerance:.0e})"
+            )
         results.append((label, diff))
     return results
 
@@ -172,50 +198,93 @@ class Exported:
     path: Path
     size: int
     checks: list[tuple[str, float]]
-    signature: str = ""        # input -> output, shapes
+    signature: str = ""  # input -> output, shapes
     extra: Path | None = None  # the tag names beside the tagger
     tolerance: float = TOLERANCE
 
     def describe(self) -> str:
         worst = max(d for _, d in self.checks)
-        lines = [f"{shown(self.path)}  {self.size / 1e6:.1f} MB  {self.signature}",
-                 f"  onnxruntime vs PyTorch on {len(self.checks)} inputs (noise and music-like audio, batch 1 and 3): "
-                 f"max |diff| {worst:.1e} <= {self.tolerance:.0e}  OK"]
+        lines = [
+            f"{shown(self.path)}  {self.size / 1e6:.1f} MB  {self.signature}",
+            f"  onnxruntime vs PyTorch on {len(self.checks)} inputs (noise and music-like audio, batch 1 and 3): "
+            f"max |diff| {worst:.1e} <= {self.tolerance:.0e}  OK",
+        ]
         if self.extra:
             lines.append(f"{shown(self.extra)}  tag names, activation and input format")
         return "\n".join(lines)
 
 
-def _export_checked(module: nn.Module, path: Path, model: ClmrModel, output_name: str, metadata: dict,
-                    opset: int, tolerance: float) -> Exported:
-    checks = export_onnx(module, path, model.audio_length, output_name, metadata, opset,
-                         check=check_inputs(model.audio_length, model.sample_rate), tolerance=tolerance)
+def _export_checked(
+    module: nn.Module, path: Path, model: ClmrModel, output_name: str, metadata: dict, opset: int, tolerance: float
+) -> Exported:
+    checks = export_onnx(
+        module,
+        path,
+        model.audio_length,
+        output_name,
+        metadata,
+        opset,
+        check=check_inputs(model.audio_length, model.sample_rate),
+        tolerance=tolerance,
+    )
     signature = f"{INPUT} (batch, 1, {model.audio_length}) -> {metadata['output']}"
     return Exported(path, path.stat().st_size, checks, signature, tolerance=tolerance)
 
 
-def export_models(checkpoint_path: str | os.PathLike, finetuner_checkpoint_path: str | os.PathLike | None = None,
-                  out_dir: str | os.PathLike = "exports", tags: Sequence[str] | str | None = None,
-                  opset: int = OPSET, tolerance: float = TOLERANCE) -> list[Exported]:
+def export_models(
+    checkpoint_path: str | os.PathLike,
+    finetuner_checkpoint_path: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike = "exports",
+    tags: Sequence[str] | str | None = None,
+    opset: int = OPSET,
+    tolerance: float = TOLERANCE,
+) -> list[Exported]:
     """Export the encoder of `checkpoint_path`, and with a head also encoder + head, into `out_dir`."""
     out_dir = Path(out_dir)
     model = load_model(checkpoint_path, finetuner_checkpoint_path or None, tags=tags)
-    common = {"producer": "clmr", "sample_rate": model.sample_rate, "audio_length": model.audio_length,
-              "input": f"{INPUT} (batch, 1, {model.audio_length}) float32 mono at {model.sample_rate} Hz",
-              "encoder_checkpoint": Path(str(checkpoint_path)).name}
-    results = [_export_checked(model.encoder, out_dir / ENCODER_FILE, model, REPRESENTATION,
-                               {**common, "output": f"{REPRESENTATION} (batch, 512)"}, opset, tolerance)]
+    common = {
+        "producer": "clmr",
+        "sample_rate": model.sample_rate,
+        "audio_length": model.audio_length,
+        "input": f"{INPUT} (batch, 1, {model.audio_length}) float32 mono at {model.sample_rate} Hz",
+        "encoder_checkpoint": Path(str(checkpoint_path)).name,
+    }
+    results = [
+        _export_checked(
+            model.encoder,
+            out_dir / ENCODER_FILE,
+            model,
+            REPRESENTATION,
+            {**common, "output": f"{REPRESENTATION} (batch, 512)"},
+            opset,
+            tolerance,
+        )
+    ]
     if model.head is not None:
         activation = "sigmoid" if model.multilabel else "softmax"
         tagger = Tagger(model.encoder, model.head, model.multilabel).eval()
-        info = {"tags": model.tag_names, "activation": activation, "multilabel": model.multilabel,
-                "sample_rate": model.sample_rate, "audio_length": model.audio_length, "input": INPUT,
-                "output": PROBABILITIES, "track_score": "mean of the chunk probabilities over consecutive chunks",
-                "min_samples": int(np.ceil(MIN_CHUNK_FRACTION * model.audio_length)),  # shorter tracks are refused
-                "head_checkpoint": Path(str(finetuner_checkpoint_path)).name}
+        info = {
+            "tags": model.tag_names,
+            "activation": activation,
+            "multilabel": model.multilabel,
+            "sample_rate": model.sample_rate,
+            "audio_length": model.audio_length,
+            "input": INPUT,
+            "output": PROBABILITIES,
+            "track_score": "mean of the chunk probabilities over consecutive chunks",
+            "min_samples": int(np.ceil(MIN_CHUNK_FRACTION * model.audio_length)),  # shorter tracks are refused
+            "head_checkpoint": Path(str(finetuner_checkpoint_path)).name,
+        }
         output = f"{PROBABILITIES} (batch, {len(model.tag_names)}) {activation}"
-        exported = _export_checked(tagger, out_dir / TAGGER_FILE, model, PROBABILITIES,
-                                   {**common, "output": output, "tags": json.dumps(model.tag_names)}, opset, tolerance)
+        exported = _export_checked(
+            tagger,
+            out_dir / TAGGER_FILE,
+            model,
+            PROBABILITIES,
+            {**common, "output": output, "tags": json.dumps(model.tag_names)},
+            opset,
+            tolerance,
+        )
         write_json(out_dir / TAGS_FILE, info)
         exported.extra = out_dir / TAGS_FILE
         results.append(exported)

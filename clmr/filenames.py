@@ -9,6 +9,7 @@ files refuse it. Hence three forms of one name:
     str(path)        for JSON: `json.dumps` writes the escape as \\udcff, which `os.fsencode` turns back into
                      the exact bytes (Python's and JavaScript's JSON readers accept it)
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,7 @@ def shown(path: str | os.PathLike | bytes) -> str:
 
 
 def _hidden(c: str) -> bool:
-    return (c in _BIDI_CONTROLS or 0xD800 <= ord(c) <= 0xDFFF
-            or unicodedata.category(c) in _ESCAPED_CATEGORIES)
+    return c in _BIDI_CONTROLS or 0xD800 <= ord(c) <= 0xDFFF or unicodedata.category(c) in _ESCAPED_CATEGORIES
 
 
 def _escape(c: str) -> str:

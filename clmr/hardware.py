@@ -5,6 +5,7 @@ Checked when the config is read, before any data is generated or loaded: a GPU a
 without one is one line, not a Lightning traceback minutes later. torch and Lightning are imported only
 when something other than `auto` is asked for.
 """
+
 from __future__ import annotations
 
 import os
@@ -113,8 +114,10 @@ def check_hardware(values: dict[str, Any]) -> None:
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if accelerator in ("gpu", "cuda"):
         if not cuda and not (accelerator == "gpu" and mps):
-            raise Refused("GPU requested, but no CUDA GPU is visible on this machine "
-                          "(torch.cuda.is_available() is False)", key=key)
+            raise Refused(
+                "GPU requested, but no CUDA GPU is visible on this machine (torch.cuda.is_available() is False)",
+                key=key,
+            )
         if cuda:
             _check_gpu_count(values, key, torch.cuda.device_count())
     elif accelerator not in ("auto", "cpu"):
@@ -135,10 +138,13 @@ def _check_gpu_count(values: dict[str, Any], key: str, visible: int) -> None:
     if "," in devices:
         ids = [int(d) for d in devices.split(",") if d.strip()]
         if max(ids) >= visible:
-            raise Refused(f"GPU {max(ids)} requested, but {visible} GPU(s) are visible (ids 0-{visible - 1})",
-                          key="devices")
+            raise Refused(
+                f"GPU {max(ids)} requested, but {visible} GPU(s) are visible (ids 0-{visible - 1})", key="devices"
+            )
     elif int(devices) > visible:
-        raise Refused(f"{devices} GPUs requested, but {visible} are visible", key="gpus" if key == "gpus" else "devices")
+        raise Refused(
+            f"{devices} GPUs requested, but {visible} are visible", key="gpus" if key == "gpus" else "devices"
+        )
 
 
 def _check_available(accelerator: str, key: str) -> None:

@@ -25,9 +25,10 @@ from torch import Tensor, nn
 
 from clmr import evaluation
 from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
-from clmr.checkpoints import RANDOM, file_sha256, head_labels, head_outputs, load_encoder, load_head
+from clmr.checkpoints import RANDOM, file_sha256, head_outputs, load_encoder, load_head
 from clmr.chunking import centred_chunks, centred_frames, chunk_audio, chunk_centres_ms
 from clmr.models import N_FEATURES
+from clmr.tag_names import head_labels
 
 BATCH_SIZE = 32  # chunks per forward pass of the encoder
 DEFAULT = ""  # HEAR's load_model() with no path: a random encoder with BatchNorm statistics of the embedded dataset

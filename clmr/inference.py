@@ -10,6 +10,7 @@ scores a track).
 
 Embeddings of many files into a resumable folder (`predict.py --embeddings`): `clmr.embeddings.embed_files`.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,7 @@ MIN_CHUNK_FRACTION = 0.5  # a file shorter than this much of a chunk is too shor
 NON_FINITE_OUTPUT = "the encoder gave NaN or infinite values for this file (are its weights damaged?)"
 
 
-def load_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
-               audio_length: int = AUDIO_LENGTH) -> np.ndarray:
+def load_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH) -> np.ndarray:
     """Any file soundfile reads, mixed to mono and resampled to `sample_rate`.
 
     A track shorter than one chunk is zero-padded to one, as linear evaluation pads its test tracks;
@@ -45,8 +45,11 @@ def load_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
     audio = load_mono(path, sample_rate)  # refuses NaN and infinite samples
     min_samples = int(np.ceil(MIN_CHUNK_FRACTION * audio_length))
     if audio.shape[0] < min_samples:
-        raise audio_error(path, f"too short ({audio.shape[0] / sample_rate:.2f} s; at least "
-                                f"{min_samples / sample_rate:.2f} s, half a chunk, is needed)")
+        raise audio_error(
+            path,
+            f"too short ({audio.shape[0] / sample_rate:.2f} s; at least "
+            f"{min_samples / sample_rate:.2f} s, half a chunk, is needed)",
+        )
     return audio
 
 
@@ -54,7 +57,7 @@ def load_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
 class EncodedTrack:
     """One file through the encoder: its chunk representations, or the reason it was skipped."""
 
-    index: int                        # position in the input list
+    index: int  # position in the input list
     path: Path
     duration_s: float = 0.0
     embeddings: Tensor | None = None  # (n_chunks, 512)
@@ -112,8 +115,11 @@ def encode_files(paths: Sequence[str | os.PathLike], model: ClmrModel, workers: 
     """
     paths = [Path(p) for p in paths]
     loader = torch.utils.data.DataLoader(
-        _TrackChunks(paths, model.sample_rate, model.audio_length, model.hop_length), batch_size=None,
-        num_workers=workers, collate_fn=_as_is)
+        _TrackChunks(paths, model.sample_rate, model.audio_length, model.hop_length),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_as_is,
+    )
     pending: deque[_Pending] = deque()
     queue: deque[tuple[_Pending, Tensor]] = deque()  # chunks waiting for the encoder
     queued = 0
@@ -133,7 +139,7 @@ def encode_files(paths: Sequence[str | os.PathLike], model: ClmrModel, workers: 
         out = model.embed_chunks(torch.cat(pieces))
         offset = 0
         for entry, take in owners:
-            entry.parts.append(out[offset:offset + take])
+            entry.parts.append(out[offset : offset + take])
             entry.remaining -= take
             offset += take
 
@@ -182,17 +188,21 @@ class TagPrediction:
     path: Path
     duration_s: float
     tag_names: list[str]
-    chunk_probs: np.ndarray   # (n_chunks, n_tags)
-    times_ms: np.ndarray      # (n_chunks,) centre of each chunk
-    probs: np.ndarray         # (n_tags,) the track: mean over chunks
+    chunk_probs: np.ndarray  # (n_chunks, n_tags)
+    times_ms: np.ndarray  # (n_chunks,) centre of each chunk
+    probs: np.ndarray  # (n_tags,) the track: mean over chunks
 
     def top(self, k: int = 10) -> list[tuple[str, float]]:
         order = np.argsort(-self.probs, kind="stable")[:k]
         return [(self.tag_names[i], float(self.probs[i])) for i in order]
 
     def to_json(self, k: int = 10) -> dict:
-        return {"path": str(self.path), "duration_s": round(self.duration_s, 3), "n_chunks": len(self.chunk_probs),
-                "tags": {tag: round(p, 6) for tag, p in self.top(k)}}
+        return {
+            "path": str(self.path),
+            "duration_s": round(self.duration_s, 3),
+            "n_chunks": len(self.chunk_probs),
+            "tags": {tag: round(p, 6) for tag, p in self.top(k)},
+        }
 
 
 def predict_tags(track: EncodedTrack, model: ClmrModel) -> TagPrediction:
@@ -202,8 +212,9 @@ def predict_tags(track: EncodedTrack, model: ClmrModel) -> TagPrediction:
     return TagPrediction(track.path, track.duration_s, model.tag_names, chunk_probs, track.times_ms, track_probs)
 
 
-def predict_files(paths: Sequence[str | os.PathLike], model: ClmrModel,
-                  workers: int = 0) -> Iterator[TagPrediction | EncodedTrack]:
+def predict_files(
+    paths: Sequence[str | os.PathLike], model: ClmrModel, workers: int = 0
+) -> Iterator[TagPrediction | EncodedTrack]:
     """A TagPrediction per usable file, in order; a file that cannot be used comes back as its EncodedTrack
     with `error` set."""
     for track in encode_files(paths, model, workers):

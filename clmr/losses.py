@@ -5,6 +5,7 @@ batch size. Under torch.distributed it uses every process's embeddings as negati
 embeddings are gathered with a backward that sums each rank's gradient contributions, so that
 DDP's gradient averaging yields exactly the gradient of the loss over the global batch.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,7 +36,7 @@ class _AllGatherSumGrad(torch.autograd.Function):
         grad = grad.clone(memory_format=torch.contiguous_format)
         dist.all_reduce(grad)  # sum over ranks of d(loss_r)/d(gathered rows)
         start = dist.get_rank() * ctx.rows
-        return grad[start:start + ctx.rows]
+        return grad[start : start + ctx.rows]
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -52,7 +53,7 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     counts = [int(s.item()) for s in sizes]
     longest = max(counts)
     gathered = _AllGatherSumGrad.apply(F.pad(x, (0, 0, 0, longest - x.shape[0])))
-    rows = torch.cat([gathered[r * longest:r * longest + n] for r, n in enumerate(counts)])
+    rows = torch.cat([gathered[r * longest : r * longest + n] for r, n in enumerate(counts)])
     return rows, sum(counts[:rank])
 
 

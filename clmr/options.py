@@ -8,9 +8,11 @@ expected: `--batch_size 0: expected an integer >= 2 (...)`. Scripts declare thei
 accelerators, strategies and precisions) are looked up there when a value needs checking, so that
 `import clmr.config` stays light.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from clmr.rules import (
@@ -30,11 +32,12 @@ from clmr.rules import (
 
 __all__ = ["CHECKS", "RULES", "Option", "Refused", "Rule", "rule_for_default"]
 
-SEED_RANGE = (0, 2**32 - 1)       # seed_everything (and numpy's legacy seeding) take unsigned 32-bit seeds
-MIN_TRAINING_BATCH = 2            # BatchNorm cannot train on a batch of one (SampleCNN's last block has one frame)
+SEED_RANGE = (0, 2**32 - 1)  # seed_everything (and numpy's legacy seeding) take unsigned 32-bit seeds
+MIN_TRAINING_BATCH = 2  # BatchNorm cannot train on a batch of one (SampleCNN's last block has one frame)
 OPTIMIZERS = ("Adam", "LARS")
 AUGMENT_ON = ("device", "workers")
 FINETUNER_PROTOCOLS = ("clmr", "chunks")
+ONLINE_EVAL = ("knn", "linear", "none")
 
 
 # -- choices looked up where they are defined -----------------------------------------------------------
@@ -90,6 +93,20 @@ def lightning_precisions() -> tuple[str, ...]:
 
 PROBABILITY = Number(0, 1, what="a probability")
 
+
+@dataclass(frozen=True)
+class OptionalChoice(Choice):
+    """One of the choices, or "" for a default that another key decides (said in `empty`)."""
+
+    empty: str = ""
+
+    def parse(self, text: str) -> str:
+        return "" if not text.strip() else super().parse(text)
+
+    def expected(self) -> str:
+        return f'{super().expected()}, or "" ({self.empty})'
+
+
 RULES: dict[str, Rule] = {
     "workers": Integer(-1, note="-1: chosen per GPU, none on the CPU"),
     "dataset_dir": Text(),
@@ -111,15 +128,27 @@ RULES: dict[str, Rule] = {
     "finetuner_mlp": Switch(),
     "finetuner_checkpoint_path": Text(),
     "finetuner_max_epochs": Integer(1),
-    "finetuner_batch_size": Integer(MIN_TRAINING_BATCH, note="the random encoder's BatchNorm statistics are "
-                                                             "estimated in batches of it"),
+    "finetuner_batch_size": Integer(
+        MIN_TRAINING_BATCH, note="the random encoder's BatchNorm statistics are estimated in batches of it"
+    ),
     "finetuner_learning_rate": Number(0, low_open=True),
     "finetuner_label_fraction": Number(0, 1, low_open=True, what="a fraction"),
     "finetuner_protocol": Choice(FINETUNER_PROTOCOLS),
+    "bootstrap_resamples": Integer(1, note="resamples of the test tracks for each 95% interval"),
+    "online_eval": Choice(ONLINE_EVAL),
+    "online_eval_dataset": OptionalChoice(dataset_names, unknown="dataset", empty="the pre-training --dataset"),
+    "online_eval_dataset_dir": Text(),
+    "online_eval_every_n_epochs": Integer(1),
+    "online_eval_train_tracks": Integer(
+        1, note="the fixed subset of training tracks the valid tracks are classified from"
+    ),
+    "online_eval_k": Integer(1, note="neighbours of the kNN"),
     "audio_length": Exactly(sample_cnn_crop, note="SampleCNN encodes crops of exactly 3^10 samples"),
     "sample_rate": Integer(1),
-    **{f"transforms_{name}": PROBABILITY for name in ("polarity", "noise", "gain", "filters", "delay", "pitch",
-                                                        "reverb")},
+    **{
+        f"transforms_{name}": PROBABILITY
+        for name in ("polarity", "noise", "gain", "filters", "delay", "pitch", "reverb")
+    },
     "synthetic_tracks": Integer(min_synthetic_tracks, note="the 70/15/15 split needs a track in each subset"),
     "synthetic_duration": Number(0, low_open=True, note="seconds"),
     "accelerator": Choice(lightning_accelerators, extra=("auto", "cpu", "gpu")),
@@ -153,8 +182,11 @@ def check_synthetic_crop(values: dict[str, Any]) -> None:
         return
     duration, rate, length = values["synthetic_duration"], values["sample_rate"], values["audio_length"]
     if duration * rate < length:
-        raise Refused(f"expected at least {length / rate:.3f} s, one crop of audio_length {length} samples at "
-                      f"sample_rate {rate} Hz", key="synthetic_duration")
+        raise Refused(
+            f"expected at least {length / rate:.3f} s, one crop of audio_length {length} samples at "
+            f"sample_rate {rate} Hz",
+            key="synthetic_duration",
+        )
 
 
 CHECKS: list[Callable[[dict[str, Any]], None]] = [check_synthetic_crop]

@@ -1,4 +1,5 @@
 """Figures written next to a run (matplotlib without a display): per-tag scores of a probe."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from clmr.atomic import atomic_path  # noqa: E402
 
 
-def per_tag_figure(per_tag: dict[str, dict], title: str = "", skipped: list[dict] = (),
-                   n_tracks: int | None = None) -> Figure:
+def per_tag_figure(
+    per_tag: dict[str, dict], title: str = "", skipped: list[dict] = (), n_tracks: int | None = None
+) -> Figure:
     """Horizontal bars of ROC-AUC and PR-AUC per tag, best ROC-AUC on top, macro averages as dashed lines.
 
     With `n_tracks` (test tracks), a tick on each PR-AUC bar marks its chance level: the tag's share
@@ -36,15 +38,26 @@ def per_tag_figure(per_tag: dict[str, dict], title: str = "", skipped: list[dict
         ax.axvline(sum(pr) / len(pr), color="#dd8452", linestyle="--", linewidth=1)
     ax.axvline(0.5, color="grey", linewidth=0.5)
     if n_tracks and tags:
-        ax.scatter([per_tag[t]["positives"] / n_tracks for t in tags], [y - 0.2 for y in ys], marker="|", s=60,
-                   color="black", linewidths=1.5, label="PR-AUC of chance", zorder=3)
+        ax.scatter(
+            [per_tag[t]["positives"] / n_tracks for t in tags],
+            [y - 0.2 for y in ys],
+            marker="|",
+            s=60,
+            color="black",
+            linewidths=1.5,
+            label="PR-AUC of chance",
+            zorder=3,
+        )
     ax.set_yticks(list(ys), [f"{t} ({per_tag[t]['positives']})" for t in tags], fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("score (dashed: macro average; grey line: ROC-AUC of chance)")
     ax.set_ylabel("tag (positive test tracks)")
     ax.legend(loc="lower right", fontsize=8)
-    note = f"\nnot scored (no positive or no negative test track): {', '.join(s['tag'] for s in skipped)}" \
-        if skipped else ""
+    note = (
+        f"\nnot scored (no positive or no negative test track): {', '.join(s['tag'] for s in skipped)}"
+        if skipped
+        else ""
+    )
     ax.set_title(title + note, fontsize=9)
     fig.tight_layout()
     return fig

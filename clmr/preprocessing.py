@@ -17,6 +17,7 @@ line naming the file, the manifest lists it as unwritten, and the next run conve
 Decoding is libsndfile's (wav, flac, ogg, mp3, aiff, au); resampling is soxr's, which
 bench/bench_preprocess.py measured faster than torchaudio's and at least as accurate.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,17 @@ from clmr.audio import AudioAccessError, AudioFileError, audio_info, load_mono, 
 from clmr.conversion_plan import INPUT_EXTENSIONS, Job, PreprocessError, distinct_outputs, plan_mirror
 from clmr.filenames import shown
 
-__all__ = ["INPUT_EXTENSIONS", "Job", "PreprocessError", "Result", "convert_all", "convert_file",
-           "distinct_outputs", "plan_mirror", "summary"]
+__all__ = [
+    "INPUT_EXTENSIONS",
+    "Job",
+    "PreprocessError",
+    "Result",
+    "convert_all",
+    "convert_file",
+    "distinct_outputs",
+    "plan_mirror",
+    "summary",
+]
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +152,13 @@ def _remove_renamed_outputs(previous: dict, jobs: list[Job], dst_root: Path) -> 
     removed = []
     for job in jobs:
         old = earlier.get(str(job.src))
-        if old and old != str(job.dst) and old not in current and Path(old).parent.is_relative_to(dst_root) \
-                and Path(old).is_file():
+        if (
+            old
+            and old != str(job.dst)
+            and old not in current
+            and Path(old).parent.is_relative_to(dst_root)
+            and Path(old).is_file()
+        ):
             Path(old).unlink()
             removed.append(old)
     return removed
@@ -156,8 +171,15 @@ def _remove_stale_temporaries(dst_root: Path) -> int:
     return len(stale)
 
 
-def convert_all(jobs: list[Job], dst_root: str | os.PathLike, sample_rate: int, workers: int = 0,
-                dataset: str = "", progress: bool = True, flag: str = "--dataset_dir") -> dict:
+def convert_all(
+    jobs: list[Job],
+    dst_root: str | os.PathLike,
+    sample_rate: int,
+    workers: int = 0,
+    dataset: str = "",
+    progress: bool = True,
+    flag: str = "--dataset_dir",
+) -> dict:
     """Run `jobs` over `workers` processes (0 or 1: in this process); write and return the manifest.
 
     The output folder is checked first (a read-only or full one is refused, naming it and `flag`, the
@@ -186,8 +208,9 @@ def convert_all(jobs: list[Job], dst_root: str | os.PathLike, sample_rate: int, 
             results.append(Result(str(job.src), str(job.dst), "skipped", "up to date"))
         elif (old := before.get(str(job.src))) and _unchanged(job.src, old):
             reason = old["reason"].removesuffix(UNCHANGED) + UNCHANGED
-            results.append(Result(str(job.src), str(job.dst), "failed", reason, size=old["size"],
-                                  mtime_ns=old["mtime_ns"]))
+            results.append(
+                Result(str(job.src), str(job.dst), "failed", reason, size=old["size"], mtime_ns=old["mtime_ns"])
+            )
         else:
             todo.append(job)
     started = time.perf_counter()
@@ -204,9 +227,11 @@ def convert_all(jobs: list[Job], dst_root: str | os.PathLike, sample_rate: int, 
         log.warning("could not write %s either", shown(manifest_path))
     if unwritten:
         first = unwritten[0]
-        raise PreprocessError(f"{shown(first['output'])}: {first['reason']}; stopped after converting "
-                              f"{manifest['counts']['converted']} file(s), which are kept: run preprocess.py "
-                              f"again to convert the rest once the folder can be written")
+        raise PreprocessError(
+            f"{shown(first['output'])}: {first['reason']}; stopped after converting "
+            f"{manifest['counts']['converted']} file(s), which are kept: run preprocess.py "
+            f"again to convert the rest once the folder can be written"
+        )
     return manifest
 
 
@@ -247,8 +272,9 @@ def _run(todo: list[Job], sample_rate: int, workers: int, progress: bool) -> lis
 def _pool(workers: int) -> ProcessPoolExecutor:
     # fork: workers start at once and need nothing from the parent but the jobs they are sent.
     methods = multiprocessing.get_all_start_methods()
-    return ProcessPoolExecutor(max_workers=workers,
-                               mp_context=multiprocessing.get_context("fork" if "fork" in methods else None))
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("fork" if "fork" in methods else None)
+    )
 
 
 def _run_pool(jobs: list[Job], sample_rate: int, workers: int, results: list[Result], bar) -> int:
@@ -278,8 +304,9 @@ def _run_isolated(job: Job, sample_rate: int) -> Result:
         return Result(str(job.src), str(job.dst), "failed", "the decoder crashed on this file (worker process died)")
 
 
-def _manifest(results: list[Result], dataset: str, sample_rate: int, workers: int, elapsed: float,
-              dst_root: Path) -> dict:
+def _manifest(
+    results: list[Result], dataset: str, sample_rate: int, workers: int, elapsed: float, dst_root: Path
+) -> dict:
     def entry(r: Result, *keys: str) -> dict:
         d = asdict(r)
         out = {"input": d["src"], "output": d["dst"]}
@@ -315,15 +342,19 @@ def summary(manifest: dict) -> str:
     if "note" in manifest:
         return manifest["note"]
     c = manifest["counts"]
-    lines = [f"{manifest['dataset'] or 'audio'}: {c['converted']} converted, {c['skipped']} skipped, "
-             f"{c['failed']} failed -> {shown(manifest['output_root'])} (manifest: {MANIFEST})"]
+    lines = [
+        f"{manifest['dataset'] or 'audio'}: {c['converted']} converted, {c['skipped']} skipped, "
+        f"{c['failed']} failed -> {shown(manifest['output_root'])} (manifest: {MANIFEST})"
+    ]
     reasons: dict[str, int] = {}
     for s in manifest["skipped"]:
         reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
     lines += [f"  skipped {n}: {reason}" for reason, n in sorted(reasons.items())]
     if manifest.get("removed_renamed_outputs"):
-        lines.append(f"  removed {len(manifest['removed_renamed_outputs'])} output(s) of an earlier run whose "
-                     f"inputs now have distinct output names")
+        lines.append(
+            f"  removed {len(manifest['removed_renamed_outputs'])} output(s) of an earlier run whose "
+            f"inputs now have distinct output names"
+        )
     lines += [f"  failed: {shown(f['input'])}: {f['reason']}" for f in manifest["failed"][:10]]
     if len(manifest["failed"]) > 10:
         lines.append(f"  ... and {len(manifest['failed']) - 10} more failures in the manifest")

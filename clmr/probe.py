@@ -16,6 +16,7 @@ Outputs, under `<log_dir>/<run_name>/` (run name `linear_<dataset>` unless --run
 (TensorBoard: head curves, test scores, the per-tag figure, and the test tracks' embeddings in
 the projector with their tags).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -50,6 +51,7 @@ from clmr.probe_outputs import format_comparison, format_results, padded_tracks,
 from clmr.representations import Representations, calibrate_batchnorm, crop_plan, dataset_fingerprint, representations
 from clmr.stages import linear_module
 from clmr.trainer import build_trainer, checkpoint_callbacks, checkpoint_dir, early_stopping, run_name
+from clmr.uncertainty import TEST_SCORES, bootstrap_info, metric_cis, save_track_scores
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +76,14 @@ class Encoder:
 def encoder_from_config(cfg: Namespace) -> Encoder:
     """The encoder of --checkpoint_path: a checkpoint file, or `random` (initialised from --seed)."""
     if not cfg.checkpoint_path:
-        raise ConfigError("--checkpoint_path is required: a pre-training checkpoint (e.g. "
-                          "runs/pretrain_synthetic/checkpoints/last.ckpt), or `random` for a randomly "
-                          "initialised encoder (the baseline)")
-    return probe_encoder(cfg.checkpoint_path, cfg.seed, {"sample_rate": cfg.sample_rate,
-                                                         "audio_length": cfg.audio_length})
+        raise ConfigError(
+            "--checkpoint_path is required: a pre-training checkpoint (e.g. "
+            "runs/pretrain_synthetic/checkpoints/last.ckpt), or `random` for a randomly "
+            "initialised encoder (the baseline)"
+        )
+    return probe_encoder(
+        cfg.checkpoint_path, cfg.seed, {"sample_rate": cfg.sample_rate, "audio_length": cfg.audio_length}
+    )
 
 
 def probe_encoder(path: str, seed: int = 0, probe_audio: dict | None = None) -> Encoder:
@@ -88,15 +93,23 @@ def probe_encoder(path: str, seed: int = 0, probe_audio: dict | None = None) -> 
     model = load_encoder(path, seed=seed)
     if str(path) == RANDOM:
         # The initialisation is torch's: another torch version may draw other weights from the same seed.
-        return Encoder(model, f"random-seed{seed}-torch{torch.__version__}", f"random init (seed {seed})",
-                       {"checkpoint_path": RANDOM, "seed": seed, "format": RANDOM})
+        return Encoder(
+            model,
+            f"random-seed{seed}-torch{torch.__version__}",
+            f"random init (seed {seed})",
+            {"checkpoint_path": RANDOM, "seed": seed, "format": RANDOM},
+        )
     sha = file_sha256(path)
     for key, value in (probe_audio or {}).items():
         trained = model.checkpoint_hparams.get(key)
         if trained is not None and trained != value:
             log.warning("the encoder was pre-trained with %s %s, the probe uses --%s %s", key, trained, key, value)
-    return Encoder(model, f"sha256:{sha}", str(path),
-                   {"checkpoint_path": str(path), "sha256": sha, "format": model.checkpoint_format})
+    return Encoder(
+        model,
+        f"sha256:{sha}",
+        str(path),
+        {"checkpoint_path": str(path), "sha256": sha, "format": model.checkpoint_format},
+    )
 
 
 def with_batchnorm_from(encoder: Encoder, train: AudioDataset, cfg: Namespace, device: torch.device) -> Encoder:
@@ -110,8 +123,9 @@ def with_batchnorm_from(encoder: Encoder, train: AudioDataset, cfg: Namespace, d
     """
     tracks, starts = crop_plan(train, "crop", cfg.seed)
     if len(tracks) < 2:
-        raise DatasetError(f"{train.describe()}: a random encoder needs at least 2 training tracks for its "
-                           f"BatchNorm statistics")
+        raise DatasetError(
+            f"{train.describe()}: a random encoder needs at least 2 training tracks for its BatchNorm statistics"
+        )
     pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(tracks))[:CALIBRATION_CROPS])
     data = hashlib.sha256(json.dumps(dataset_fingerprint(train), sort_keys=True).encode()).hexdigest()[:16]
     model = encoder.model
@@ -122,23 +136,31 @@ def with_batchnorm_from(encoder: Encoder, train: AudioDataset, cfg: Namespace, d
         return calibrate_batchnorm(model, train, tracks[pick], starts[pick], cfg.finetuner_batch_size, device)
 
     note = f"BatchNorm statistics from {len(pick)} training crops"
-    return Encoder(calibrated, f"{encoder.id}-bn{len(pick)}-{data}", f"{encoder.label[:-1]}, {note})",
-                   {**encoder.info, "batchnorm": note})
+    return Encoder(
+        calibrated,
+        f"{encoder.id}-bn{len(pick)}-{data}",
+        f"{encoder.label[:-1]}, {note})",
+        {**encoder.info, "batchnorm": note},
+    )
 
 
 def check_config(cfg: Namespace) -> None:
     if cfg.finetuner_protocol not in PROTOCOLS:
         raise ConfigError(f"--finetuner_protocol {cfg.finetuner_protocol!r}: expected clmr or chunks")
     if cfg.audio_length != SampleCNN.receptive_field():
-        raise ConfigError(f"--audio_length {cfg.audio_length}: SampleCNN encodes crops of exactly "
-                          f"{SampleCNN.receptive_field()} samples")
+        raise ConfigError(
+            f"--audio_length {cfg.audio_length}: SampleCNN encodes crops of exactly "
+            f"{SampleCNN.receptive_field()} samples"
+        )
     if cfg.finetuner_batch_size < 1:
         raise ConfigError(f"--finetuner_batch_size {cfg.finetuner_batch_size}: expected a positive number")
     if cfg.checkpoint_path and cfg.checkpoint_path != RANDOM:
         if Path(cfg.checkpoint_path).resolve().parent == checkpoint_dir(cfg, STAGE).resolve():
-            raise ConfigError(f"--run_name {run_name(cfg, STAGE)!r}: the probe's head checkpoints would overwrite "
-                              f"the encoder's in {checkpoint_dir(cfg, STAGE)}; pass another --run_name "
-                              f"(e.g. {run_name(cfg, STAGE)}_linear)")
+            raise ConfigError(
+                f"--run_name {run_name(cfg, STAGE)!r}: the probe's head checkpoints would overwrite "
+                f"the encoder's in {checkpoint_dir(cfg, STAGE)}; pass another --run_name "
+                f"(e.g. {run_name(cfg, STAGE)}_linear)"
+            )
 
 
 def check_outputs(cfg: Namespace) -> None:
@@ -154,9 +176,11 @@ def check_finite_representations(reps: Representations, encoder: Encoder, where:
     bad = int((~torch.isfinite(reps.features)).any(dim=1).sum())
     if bad:
         source = shown(encoder.info.get("checkpoint_path", encoder.label))
-        raise CheckpointError(f"--checkpoint_path {source}: the encoder gave NaN or infinite representations for "
-                              f"{bad} of {len(reps)} crops of {where}; its weights are damaged (a run whose loss "
-                              f"became NaN?)")
+        raise CheckpointError(
+            f"--checkpoint_path {source}: the encoder gave NaN or infinite representations for "
+            f"{bad} of {len(reps)} crops of {where}; its weights are damaged (a run whose loss "
+            f"became NaN?)"
+        )
 
 
 def labelled_subsets(cfg: Namespace) -> dict[str, AudioDataset]:
@@ -164,8 +188,10 @@ def labelled_subsets(cfg: Namespace) -> dict[str, AudioDataset]:
     for line in layout_lines(*subsets.values()):
         print(line)
     if not subsets["train"].labelled:
-        raise DatasetError(f"--dataset {cfg.dataset} has no labels: linear evaluation needs a labelled dataset "
-                           f"(synthetic, magnatagatune, msd, gtzan, librispeech)")
+        raise DatasetError(
+            f"--dataset {cfg.dataset} has no labels: linear evaluation needs a labelled dataset "
+            f"(synthetic, magnatagatune, msd, gtzan, librispeech)"
+        )
     return subsets
 
 
@@ -181,31 +207,52 @@ def _loader(dataset: AudioDataset, reps: Representations, batch_size: int, shuff
     return DataLoader(TensorDataset(reps.features, _labels(dataset, reps)), batch_size=batch_size, shuffle=shuffle)
 
 
-def train_head(cfg: Namespace, module: LinearEvaluation, subsets: dict, train: Representations,
-               valid: Representations) -> tuple[TensorBoardLogger, dict]:
+def train_head(
+    cfg: Namespace, module: LinearEvaluation, subsets: dict, train: Representations, valid: Representations
+) -> tuple[TensorBoardLogger, dict]:
     """Fit the head with early stopping on the valid loss, then keep its best (lowest valid loss) weights."""
     callbacks = checkpoint_callbacks(cfg, STAGE) + [early_stopping(cfg)]
     # The head is small: one process on one device, whatever --devices says for pre-training.
-    trainer = build_trainer(cfg, STAGE, callbacks, max_epochs=cfg.finetuner_max_epochs, devices=1, num_nodes=1,
-                            strategy="auto", sync_batchnorm=False, enable_progress_bar=False)
-    print(f"training the {'MLP' if cfg.finetuner_mlp else 'linear'} head on {len(train)} crops, validating on "
-          f"{len(valid)}: at most {cfg.finetuner_max_epochs} epochs, early stopping after "
-          f"{cfg.early_stopping_patience} without a lower valid loss", flush=True)
-    trainer.fit(module, _loader(subsets["train"], train, cfg.finetuner_batch_size, shuffle=True),
-                _loader(subsets["valid"], valid, cfg.finetuner_batch_size, shuffle=False))
+    trainer = build_trainer(
+        cfg,
+        STAGE,
+        callbacks,
+        max_epochs=cfg.finetuner_max_epochs,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        sync_batchnorm=False,
+        enable_progress_bar=False,
+    )
+    print(
+        f"training the {'MLP' if cfg.finetuner_mlp else 'linear'} head on {len(train)} crops, validating on "
+        f"{len(valid)}: at most {cfg.finetuner_max_epochs} epochs, early stopping after "
+        f"{cfg.early_stopping_patience} without a lower valid loss",
+        flush=True,
+    )
+    trainer.fit(
+        module,
+        _loader(subsets["train"], train, cfg.finetuner_batch_size, shuffle=True),
+        _loader(subsets["valid"], valid, cfg.finetuner_batch_size, shuffle=False),
+    )
     best = callbacks[0].best_model_path
     if best and Path(best).is_file():
         module.model.load_state_dict(head_state_dict(best))
     score = callbacks[0].best_model_score
-    return trainer.logger, {"trained": True, "epochs": trainer.current_epoch, "checkpoint": best or None,
-                            "best_valid_loss": float(score) if score is not None else None}
+    return trainer.logger, {
+        "trained": True,
+        "epochs": trainer.current_epoch,
+        "checkpoint": best or None,
+        "best_valid_loss": float(score) if score is not None else None,
+    }
 
 
 def head_from_checkpoint(cfg: Namespace, module: LinearEvaluation) -> tuple[TensorBoardLogger, dict]:
     """The head of --finetuner_checkpoint_path instead of training one."""
     path = cfg.finetuner_checkpoint_path
-    head = load_head(path, mlp=bool(cfg.finetuner_mlp), n_outputs=module.hparams.n_outputs,
-                     outputs_of=f" of --dataset {cfg.dataset}")
+    head = load_head(
+        path, mlp=bool(cfg.finetuner_mlp), n_outputs=module.hparams.n_outputs, outputs_of=f" of --dataset {cfg.dataset}"
+    )
     module.model.load_state_dict(head.state_dict())
     logger = TensorBoardLogger(save_dir=cfg.log_dir, name=run_name(cfg, STAGE), default_hp_metric=False)
     return logger, {"trained": False, "checkpoint": str(path), "sha256": file_sha256(path)}
@@ -232,9 +279,17 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
         encoder = with_batchnorm_from(encoder, train_set, cfg, device)
 
     def reps(subset: str, how: str) -> Representations:
-        extracted = representations(encoder.model, encoder.id, subsets[subset], how, seed=cfg.seed,
-                                    batch_size=cfg.finetuner_batch_size, cache_dir=cache_dir(cfg),
-                                    workers=cfg.workers, device=device)
+        extracted = representations(
+            encoder.model,
+            encoder.id,
+            subsets[subset],
+            how,
+            seed=cfg.seed,
+            batch_size=cfg.finetuner_batch_size,
+            cache_dir=cache_dir(cfg),
+            workers=cfg.workers,
+            device=device,
+        )
         check_finite_representations(extracted, encoder, f"{cfg.dataset}/{subset}")
         return extracted
 
@@ -244,8 +299,11 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
 
     seed_everything(cfg.seed, workers=True)
     module = linear_module(cfg, len(tags), multilabel, tags)
-    logger, head = head_from_checkpoint(cfg, module) if cfg.finetuner_checkpoint_path else \
-        train_head(cfg, module, subsets, train, valid)
+    logger, head = (
+        head_from_checkpoint(cfg, module)
+        if cfg.finetuner_checkpoint_path
+        else train_head(cfg, module, subsets, train, valid)
+    )
     module.cpu()
     scores = test_scores(module, test, multilabel)
     labels = np.asarray(test_set.targets)
@@ -256,6 +314,8 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
         "stage": "linear_evaluation",
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "metrics": {k: metrics[k] for k in ("accuracy", "roc_auc", "pr_auc") if k in metrics},
+        "metrics_ci": metric_cis(labels, scores, multilabel, cfg.bootstrap_resamples, cfg.seed),
+        "bootstrap": bootstrap_info(cfg.bootstrap_resamples, cfg.seed),
         "tags_scored": metrics["tags_scored"],
         "per_tag": metrics["per_tag"],
         "skipped_tags": metrics["skipped_tags"],
@@ -264,24 +324,32 @@ def run_probe(cfg: Namespace, encoder: Encoder) -> dict[str, Any]:
         "protocol": cfg.finetuner_protocol,
         "label_fraction": cfg.finetuner_label_fraction,
         "dataset": {
-            "name": cfg.dataset, "dataset_dir": str(cfg.dataset_dir), "multilabel": multilabel,
+            "name": cfg.dataset,
+            "dataset_dir": str(cfg.dataset_dir),
+            "multilabel": multilabel,
             "tags": tags,
             "splits": {
                 "train": {"tracks": len(train_set), "tracks_used": len(used), "crops": len(train)},
                 "valid": {"tracks": len(subsets["valid"]), "crops": len(valid)},
-                "test": {"tracks": len(test_set), "chunks": len(test),
-                         "padded_tracks": padded_tracks(test_set)},
+                "test": {"tracks": len(test_set), "chunks": len(test), "padded_tracks": padded_tracks(test_set)},
             },
         },
-        "representations": {s: {"cached": r.cached, "seconds": round(r.seconds, 2),
-                                "file": str(r.cache_path) if r.cache_path else None}
-                            for s, r in (("train", train), ("valid", valid), ("test", test))},
-        "outputs": {"run_dir": str(run_dir), "results": str(run_dir / "results.json"),
-                    "per_tag_png": str(run_dir / "per_tag.png"), "tensorboard": logger.log_dir},
+        "representations": {
+            s: {"cached": r.cached, "seconds": round(r.seconds, 2), "file": str(r.cache_path) if r.cache_path else None}
+            for s, r in (("train", train), ("valid", valid), ("test", test))
+        },
+        "outputs": {
+            "run_dir": str(run_dir),
+            "results": str(run_dir / "results.json"),
+            "per_tag_png": str(run_dir / "per_tag.png"),
+            "test_scores": str(run_dir / TEST_SCORES),
+            "tensorboard": logger.log_dir,
+        },
         "seconds": 0.0,
         "config": vars(cfg),
     }
     write_outputs(results, logger, test, test_set, scores)
+    save_track_scores(run_dir / TEST_SCORES, labels, scores)
     results["seconds"] = round(time.perf_counter() - began, 1)
     write_json(run_dir / "results.json", results)
     return results

@@ -2,6 +2,7 @@
 some choices, ... Each parses an option's text (from a flag or a YAML file alike) into its value or
 raises Refused; `clmr.options.RULES` says which rule each key has.
 """
+
 from __future__ import annotations
 
 import difflib

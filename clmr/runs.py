@@ -11,6 +11,7 @@ long as it runs (the kernel drops it when the process dies, even by kill -9). A 
 process holds is stale: it is said and taken over. A lock of another host is refused, since whether its owner
 still runs cannot be checked from here.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,8 +71,12 @@ class RunLock:
 
     @staticmethod
     def owner() -> dict[str, Any]:
-        return {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv)}
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+        }
 
     def acquire(self) -> str | None:
         """Take the lock; returns a note when a stale lock was taken over. Raises RunInUse, or OSError when the
@@ -107,8 +112,10 @@ class RunLock:
             host, pid = holder.get("host"), holder.get("pid")
             if host != socket.gethostname() or (not flocked and _alive(pid)):
                 raise RunInUse(self._in_use(holder))
-            note = (f"took over the stale lock {self.path} of pid {pid} on this host (started "
-                    f"{holder.get('started', '?')}): that run is no longer running")
+            note = (
+                f"took over the stale lock {self.path} of pid {pid} on this host (started "
+                f"{holder.get('started', '?')}): that run is no longer running"
+            )
         try:
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
@@ -178,8 +185,10 @@ def check_fresh_start(cfg: Namespace, stage: str) -> None:
         return
     found = existing_checkpoints(cfg, stage)
     if found:
-        raise ConfigError(f"{checkpoint_dir(cfg, stage)} already holds {' and '.join(p.name for p in found)} of an "
-                          f"earlier run: pass --resume 1 to continue it, or another --run_name to start afresh")
+        raise ConfigError(
+            f"{checkpoint_dir(cfg, stage)} already holds {' and '.join(p.name for p in found)} of an "
+            f"earlier run: pass --resume 1 to continue it, or another --run_name to start afresh"
+        )
 
 
 def resume_path(cfg: Namespace, stage: str) -> str | None:
@@ -194,9 +203,13 @@ def resume_path(cfg: Namespace, stage: str) -> str | None:
     if last.is_file():
         return str(last)
     others = sorted(p.parent.parent.name for p in Path(cfg.log_dir).glob(f"*/checkpoints/{LAST}"))
-    known = f"runs with a {LAST} in {cfg.log_dir}: {', '.join(others)}" if others else f"no run in {cfg.log_dir} has one"
-    raise CheckpointError(f"--resume 1: nothing to resume for --run_name {run_name(cfg, stage)} (no {last}; {known}); "
-                          f"drop --resume to start afresh")
+    known = (
+        f"runs with a {LAST} in {cfg.log_dir}: {', '.join(others)}" if others else f"no run in {cfg.log_dir} has one"
+    )
+    raise CheckpointError(
+        f"--resume 1: nothing to resume for --run_name {run_name(cfg, stage)} (no {last}; {known}); "
+        f"drop --resume to start afresh"
+    )
 
 
 def _remove_half_written(folder: Path) -> None:
@@ -223,8 +236,10 @@ def open_run(cfg: Namespace, stage: str) -> Iterator[Path]:
     try:
         note = lock.acquire()
     except OSError as err:  # what the check could not foresee (the disk filled since)
-        raise OutputPathError(f"{shown(folder)}: cannot write the run's lock there ({err.strerror or err}); "
-                              f"choose another folder with --log_dir") from None
+        raise OutputPathError(
+            f"{shown(folder)}: cannot write the run's lock there ({err.strerror or err}); "
+            f"choose another folder with --log_dir"
+        ) from None
     try:
         if note:
             print(f"warning: {note}", file=sys.stderr, flush=True)
@@ -252,8 +267,13 @@ def checkpoint_kind(state: dict[str, Any]) -> str | None:
     return None
 
 
-def training_checkpoint(path: str | os.PathLike, expected: dict[str, torch.Tensor], stage: str,
-                        optimizer: str | None = None, flag: str = "--checkpoint_path") -> dict[str, Any]:
+def training_checkpoint(
+    path: str | os.PathLike,
+    expected: dict[str, torch.Tensor],
+    stage: str,
+    optimizer: str | None = None,
+    flag: str = "--checkpoint_path",
+) -> dict[str, Any]:
     """A checkpoint that main.py's `stage` can continue training from, checked before Lightning restores it.
 
     `expected` is the state dict of the module to be trained. Refused, each in one line: what is not a
@@ -263,29 +283,38 @@ def training_checkpoint(path: str | os.PathLike, expected: dict[str, torch.Tenso
     obj = read_checkpoint(path, flag)
     what, keys = KINDS[stage]
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{flag} {path}: not a training checkpoint (a {type(obj).__name__}; expected "
-                              f"{what} written by main.py)")
+        raise CheckpointError(
+            f"{flag} {path}: not a training checkpoint (a {type(obj).__name__}; expected {what} written by main.py)"
+        )
     state = state_dict_in(obj, "state_dict")
     if state is None:
         bare = state_dict_in(obj, None) and all(isinstance(v, torch.Tensor) for v in obj.values())
         found = f"a bare state dict (keys {some_keys(obj)})" if bare else f"no state_dict (keys {some_keys(obj)})"
-        raise CheckpointError(f"{flag} {path}: {found}, not a training checkpoint: main.py continues {what} "
-                              f"(keys {keys}) with its optimiser state and progress")
+        raise CheckpointError(
+            f"{flag} {path}: {found}, not a training checkpoint: main.py continues {what} "
+            f"(keys {keys}) with its optimiser state and progress"
+        )
     kind = checkpoint_kind(state)
     if kind != stage:
         found = KINDS[kind][0] if kind else f"not a checkpoint of main.py (keys {some_keys(state)})"
-        raise CheckpointError(f"{flag} {path}: {found}; {'--supervised 1' if stage == 'supervised' else 'pre-training'}"
-                              f" continues {what} (keys {keys})")
+        raise CheckpointError(
+            f"{flag} {path}: {found}; {'--supervised 1' if stage == 'supervised' else 'pre-training'}"
+            f" continues {what} (keys {keys})"
+        )
     mismatch = first_mismatch(expected, state, model="this run's model", strict=True)
     if mismatch:
         raise CheckpointError(f"{flag} {path}: another architecture or configuration than this run's: {mismatch}")
     missing = [k for k in TRAINING_STATE if k not in obj]
     if missing:
-        raise CheckpointError(f"{flag} {path}: weights without {', '.join(missing)}: not a checkpoint to continue "
-                              f"training from (linear_evaluation.py, predict.py and export.py read it)")
+        raise CheckpointError(
+            f"{flag} {path}: weights without {', '.join(missing)}: not a checkpoint to continue "
+            f"training from (linear_evaluation.py, predict.py and export.py read it)"
+        )
     require_finite(state, path, flag, "model")
     trained_with = hyper_parameters(obj).get("optimizer")
     if optimizer and trained_with and trained_with != optimizer:
-        raise CheckpointError(f"{flag} {path}: trained with --optimizer {trained_with}; continue it with the same "
-                              f"optimiser (this run has --optimizer {optimizer})")
+        raise CheckpointError(
+            f"{flag} {path}: trained with --optimizer {trained_with}; continue it with the same "
+            f"optimiser (this run has --optimizer {optimizer})"
+        )
     return obj

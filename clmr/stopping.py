@@ -7,6 +7,7 @@ and no process waits in a collective that another has left. Lightning's own SIGT
 run trains, because it broadcasts inside the signal handler (a collective at whatever point the signal lands) and
 its loops then stop each rank where that rank happens to be.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,9 +34,9 @@ SIGNAL_EXIT_BASE = 128  # the shell's convention: a run stopped by signal N exit
 # What usually makes the loss of a stage non-finite, named in the message that stops it.
 DIVERGENCE_CAUSES = {
     "pretrain": "a learning rate too high (--learning_rate, or LARS with a large batch), a --temperature too small, "
-                "NaN or Inf in the input audio, or fp16 overflow (--precision 16-mixed; try bf16-mixed or 32-true)",
+    "NaN or Inf in the input audio, or fp16 overflow (--precision 16-mixed; try bf16-mixed or 32-true)",
     "supervised": "a learning rate too high (--learning_rate), NaN or Inf in the input audio, or fp16 overflow "
-                  "(--precision 16-mixed; try bf16-mixed or 32-true)",
+    "(--precision 16-mixed; try bf16-mixed or 32-true)",
     "linear": "a learning rate too high (--finetuner_learning_rate), or NaN or Inf in the encoder's representations",
 }
 
@@ -83,8 +84,9 @@ class StopOnNonFiniteLoss(Callback):
             return f"the last good checkpoint, {self.last_path}, is kept"
         return "no checkpoint was written"
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor):
             return
@@ -92,17 +94,21 @@ class StopOnNonFiniteLoss(Callback):
         if trainer.strategy.reduce_boolean_decision(finite, all=True):
             return
         value = f"{loss.item():g}" if not finite and loss.numel() == 1 else "non-finite on another process"
-        raise TrainingDiverged(f"Train/loss became {value} at step {trainer.global_step} "
-                               f"({_epoch_position(trainer)}): training stopped and {self._kept()}. "
-                               f"Likely causes: {self.causes}")
+        raise TrainingDiverged(
+            f"Train/loss became {value} at step {trainer.global_step} "
+            f"({_epoch_position(trainer)}): training stopped and {self._kept()}. "
+            f"Likely causes: {self.causes}"
+        )
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         bad = first_non_finite(checkpoint.get("state_dict", {}))
         if trainer.strategy.reduce_boolean_decision(bad is None, all=True):
             return
-        raise TrainingDiverged(f"the weights hold NaN or Inf at step {trainer.global_step} "
-                               f"({bad or 'on another process'}): training stopped and {self._kept()}. "
-                               f"Likely causes: {self.causes}")
+        raise TrainingDiverged(
+            f"the weights hold NaN or Inf at step {trainer.global_step} "
+            f"({bad or 'on another process'}): training stopped and {self._kept()}. "
+            f"Likely causes: {self.causes}"
+        )
 
 
 class StopOnSignal(Callback):
@@ -143,16 +149,19 @@ class StopOnSignal(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._install(trainer)
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
             return
         signum = self.received or signal.SIGTERM  # a signal another rank received
         position = _epoch_position(trainer)
         trainer.save_checkpoint(self.last_path)
         name = signal.Signals(signum).name
-        message = (f"stopped by {name} at step {trainer.global_step} ({position}): saved {self.last_path}; "
-                   f"{self.how_to_continue}")
+        message = (
+            f"stopped by {name} at step {trainer.global_step} ({position}): saved {self.last_path}; "
+            f"{self.how_to_continue}"
+        )
         if signum != signal.SIGTERM and trainer.is_global_zero:
             message += "; " + requeue_slurm_job()
         if trainer.is_global_zero:

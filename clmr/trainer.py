@@ -1,5 +1,6 @@
 """The Lightning Trainer from the config: hardware flags, TensorBoard logger, checkpoints (written atomically,
 read weights-only), last.ckpt and best.ckpt, and the stops on SIGTERM and on a non-finite loss."""
+
 from __future__ import annotations
 
 import io
@@ -51,8 +52,10 @@ class LastCheckpoint(Checkpoint):
 
     def __init__(self, path: str | os.PathLike, every_n_steps: int = 0):
         if every_n_steps < 0:
-            raise ConfigError(f"--save_every_n_steps {every_n_steps}: expected 0 (only at the end of each epoch) "
-                              f"or a positive number of training steps")
+            raise ConfigError(
+                f"--save_every_n_steps {every_n_steps}: expected 0 (only at the end of each epoch) "
+                f"or a positive number of training steps"
+            )
         self.path = Path(path)
         self.every_n_steps = every_n_steps
         self.saved_step: int | None = None
@@ -63,8 +66,9 @@ class LastCheckpoint(Checkpoint):
         trainer.save_checkpoint(self.path)
         self.saved_step = trainer.global_step
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
             self._save(trainer)
 
@@ -128,9 +132,17 @@ def checkpoint_callbacks(cfg: Namespace, stage: str, monitor: str = "Valid/loss"
     last.ckpt after every epoch (and every --save_every_n_steps steps of an encoder stage)."""
     every = cfg.save_every_n_steps if stage in ENCODER_STAGES else 0
     folder = checkpoint_dir(cfg, stage)
-    return [ModelCheckpoint(dirpath=folder, filename=Path(BEST).stem, monitor=monitor, mode="min", save_top_k=1,
-                            enable_version_counter=False),
-            LastCheckpoint(folder / LAST, every_n_steps=every)]
+    return [
+        ModelCheckpoint(
+            dirpath=folder,
+            filename=Path(BEST).stem,
+            monitor=monitor,
+            mode="min",
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
+        LastCheckpoint(folder / LAST, every_n_steps=every),
+    ]
 
 
 RESUME_HINTS = {"linear": "run the command again (the cached representations are kept; the head is retrained)"}
@@ -140,17 +152,20 @@ def training_guards(cfg: Namespace, stage: str) -> list[Callback]:
     """The stops of `clmr.stopping` (on SIGTERM after a checkpoint of the step, on a non-finite loss), and what
     keeps the training loader's position right in every checkpoint."""
     last = checkpoint_dir(cfg, stage) / LAST
-    return [StopOnNonFiniteLoss(stage, last),
-            StopOnSignal(last, RESUME_HINTS.get(stage, "continue with the same command and --resume 1")),
-            EpochLength()]
+    return [
+        StopOnNonFiniteLoss(stage, last),
+        StopOnSignal(last, RESUME_HINTS.get(stage, "continue with the same command and --resume 1")),
+        EpochLength(),
+    ]
 
 
 def early_stopping(cfg: Namespace, monitor: str = "Valid/loss") -> Callback:
     return EarlyStopping(monitor=monitor, mode="min", patience=cfg.early_stopping_patience)
 
 
-def build_trainer(cfg: Namespace, stage: str, callbacks: list[Callback] = (), max_epochs: int | None = None,
-                  **overrides: Any) -> Trainer:
+def build_trainer(
+    cfg: Namespace, stage: str, callbacks: list[Callback] = (), max_epochs: int | None = None, **overrides: Any
+) -> Trainer:
     """A Trainer that logs to TensorBoard under `<log_dir>/<run_name>` and writes checkpoints atomically."""
     hw = hardware(cfg)
     options = dict(

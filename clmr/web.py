@@ -4,6 +4,7 @@ The page (web/index.html, served by web/serve.py) reads `clmr_tagger.json` for t
 input name and shape, the sample rate and the shortest usable track, runs `clmr_tagger.onnx` on
 every chunk, and `clmr_encoder.onnx`, when present, for the track embedding.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,10 @@ def publish_for_web(out_dir: str | os.PathLike, web_dir: str | os.PathLike) -> l
     out_dir, web_dir = Path(out_dir), check_web_dir(web_dir)
     missing = [name for name in PAGE_FILES if not (out_dir / name).is_file()]
     if missing:
-        raise ConfigError(f"--web {web_dir}: {', '.join(missing)} not in {out_dir}; the page needs the tagger "
-                          f"(--finetuner_checkpoint_path) and the encoder")
+        raise ConfigError(
+            f"--web {web_dir}: {', '.join(missing)} not in {out_dir}; the page needs the tagger "
+            f"(--finetuner_checkpoint_path) and the encoder"
+        )
     copied = []
     for name in PAGE_FILES:
         target = web_dir / name

@@ -1,4 +1,5 @@
 """Fixtures shared by the test modules."""
+
 from __future__ import annotations
 
 import contextlib
@@ -56,8 +57,10 @@ def run_script_in_process(script: str, *args: str) -> ScriptResult:
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
         except BaseException:  # noqa: BLE001 - what a user would see as a traceback
-            pytest.fail(f"{script}.py {' '.join(args)}: a traceback reached the user:\n{traceback.format_exc()}\n"
-                        f"stderr:\n{err.getvalue()}")
+            pytest.fail(
+                f"{script}.py {' '.join(args)}: a traceback reached the user:\n{traceback.format_exc()}\n"
+                f"stderr:\n{err.getvalue()}"
+            )
     return ScriptResult(code, out.getvalue(), err.getvalue())
 
 
@@ -312,6 +315,41 @@ def assert_printable(text: str) -> None:
 
 
 # -- main.py's tiny runs (tests/test_main.py, the checkpoint cases of tests/test_hostile_inputs.py) -------------
+TINY_SYNTHETIC = ("--synthetic_tracks", "24", "--synthetic_duration", "3.0")  # 24 tracks of 3 s
+# batch 4, 2 batches an epoch, one valid batch, 1 epoch, on the CPU, as run `tiny`
+TINY_TRAINING = (
+    "--batch_size",
+    "4",
+    "--max_epochs",
+    "1",
+    "--limit_train_batches",
+    "2",
+    "--limit_val_batches",
+    "1",
+    "--log_every_n_steps",
+    "1",
+    "--accelerator",
+    "cpu",
+    "--run_name",
+    "tiny",
+)
+
+
+def tiny_flags(dataset_dir: Path, log_dir: Path, *extra: str, dataset: str = "synthetic") -> list[str]:
+    """main.py's flags for a tiny run of `dataset` (later flags override earlier ones)."""
+    return [
+        "--dataset",
+        dataset,
+        "--dataset_dir",
+        str(dataset_dir),
+        "--log_dir",
+        str(log_dir),
+        *TINY_SYNTHETIC,
+        *TINY_TRAINING,
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """One dataset folder for every tiny run: the synthetic dataset is generated on first use, then shared."""
@@ -322,11 +360,10 @@ def tiny_data(tmp_path_factory) -> Path:
 def tiny_main(tmp_path, tiny_data):
     """`tiny_main(*extra)`: main.py's flags for a tiny run (24 tracks of 3 s, batch 4, 2 batches an epoch, one
     valid batch, 1 epoch) logging to tmp_path/runs as run `tiny`; later flags override earlier ones."""
+
     def flags(*extra: str) -> list[str]:
-        return ["--dataset", "synthetic", "--dataset_dir", str(tiny_data), "--log_dir", str(tmp_path / "runs"),
-                "--synthetic_tracks", "24", "--synthetic_duration", "3.0", "--batch_size", "4", "--max_epochs", "1",
-                "--limit_train_batches", "2", "--limit_val_batches", "1", "--log_every_n_steps", "1",
-                "--accelerator", "cpu", "--run_name", "tiny", *extra]
+        return tiny_flags(tiny_data, tmp_path / "runs", *extra)
+
     return flags
 
 
@@ -406,8 +443,9 @@ def save_head(path: Path, n_tags: int, hparams: dict, std: float | None = 0.5, s
     head = nn.Sequential(nn.Linear(512, n_tags))
     if std is not None:
         nn.init.normal_(head[0].weight, std=std)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()}, "hyper_parameters": hparams},
-               path)
+    torch.save(
+        {"state_dict": {f"model.{k}": v for k, v in head.state_dict().items()}, "hyper_parameters": hparams}, path
+    )
     return path
 
 
@@ -430,7 +468,9 @@ def write_checkpoints(root: Path) -> tuple[Path, Path]:
     from clmr.datasets.synthetic import TAGS
 
     encoder = save_encoder(root / "pretrain.ckpt", hparams={"sample_rate": TEST_SR, "audio_length": TEST_L})
-    head = save_head(root / "head.ckpt", len(TAGS), {"dataset": "synthetic", "multilabel": True, "n_outputs": len(TAGS)})
+    head = save_head(
+        root / "head.ckpt", len(TAGS), {"dataset": "synthetic", "multilabel": True, "n_outputs": len(TAGS)}
+    )
     return encoder, head
 
 
@@ -448,8 +488,10 @@ SYNTHETIC_TAGS = ["piano", "strings", "synth", "bells", "bass", "drums", "hihat"
 def checkpoints(tmp_path_factory):
     """An encoder as the original CLMR v1 saved it (a SimCLR state dict) and a linear probe head."""
     root = tmp_path_factory.mktemp("ckpt")
-    return (save_encoder(root / "clmr_v1.pt", layout="clmr-v1"),
-            save_head(root / "head.ckpt", len(SYNTHETIC_TAGS), {"dataset": "synthetic", "multilabel": True}))
+    return (
+        save_encoder(root / "clmr_v1.pt", layout="clmr-v1"),
+        save_head(root / "head.ckpt", len(SYNTHETIC_TAGS), {"dataset": "synthetic", "multilabel": True}),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -464,8 +506,9 @@ def stereo_with_truth(seconds: float, rate: int, seed: int) -> tuple[np.ndarray,
     """A band-limited stereo signal at `rate` and, rendered independently, its mono mix at 22,050 Hz:
     partials below 5 kHz with slow amplitude envelopes, different in the two channels."""
     rng = np.random.default_rng(seed)
-    partials = [(rng.uniform(60, 5000), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 3), rng.integers(0, 2))
-                for _ in range(24)]
+    partials = [
+        (rng.uniform(60, 5000), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 3), rng.integers(0, 2)) for _ in range(24)
+    ]
 
     def render(at: int) -> np.ndarray:
         t = np.arange(int(seconds * at)) / at

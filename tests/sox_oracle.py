@@ -4,6 +4,7 @@ Used by tests/test_augmentations_sox.py and by bench/compare_sox.py (which write
 docs/AUGMENTATIONS.md). Audio goes in and out as 32-bit float wav with dither off, so sox's own
 32-bit integer path is the only rounding (2^-31).
 """
+
 from __future__ import annotations
 
 import math
@@ -119,11 +120,13 @@ def cents(hz: float, reference_hz: float) -> float:
     return 1200 * math.log2(hz / reference_hz)
 
 
-def log_spectral_distance(ours: np.ndarray, reference: np.ndarray, n_fft: int = 2048, hop: int = 512,
-                          floor_db: float = -80.0) -> float:
+def log_spectral_distance(
+    ours: np.ndarray, reference: np.ndarray, n_fft: int = 2048, hop: int = 512, floor_db: float = -80.0
+) -> float:
     """Mean over frames of the RMS over bins of the difference of the two power spectra in dB (Hann
     frames of n_fft, hop hop); powers are floored at floor_db below the reference's loudest bin, and
     frames where the reference is silent (below the floor everywhere) are left out."""
+
     def power(x):
         frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft)
         return np.abs(np.fft.rfft(frames, axis=-1)) ** 2

@@ -1,5 +1,6 @@
 """clmr.atomic and clmr.cli on a file system that refuses writes: output checks, write errors that name the
 file, and the one line a user sees."""
+
 from __future__ import annotations
 
 import errno
@@ -99,6 +100,8 @@ def test_preprocess_and_download_errors_are_user_errors(capsys):
     from clmr.datasets.download import DownloadError
     from clmr.preprocessing import PreprocessError
 
-    assert _run(PreprocessError("a.flac and a.ogg would both be converted to a.wav"), capsys) == \
-        (1, "error: a.flac and a.ogg would both be converted to a.wav\n")
+    assert _run(PreprocessError("a.flac and a.ogg would both be converted to a.wav"), capsys) == (
+        1,
+        "error: a.flac and a.ogg would both be converted to a.wav\n",
+    )
     assert _run(DownloadError("https://x/y: HTTP 404"), capsys) == (1, "error: https://x/y: HTTP 404\n")

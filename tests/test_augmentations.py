@@ -1,4 +1,5 @@
 """Signal-level tests of the augmentation chain (clmr/augmentations): every fixture is generated here."""
+
 from __future__ import annotations
 
 import math
@@ -51,9 +52,17 @@ def db(ratio):
 
 
 def cfg(**overrides):
-    values = dict(transforms_polarity=0.8, transforms_noise=0.01, transforms_gain=0.3, transforms_filters=0.8,
-                  transforms_delay=0.3, transforms_pitch=0.6, transforms_reverb=0.6, sample_rate=SR,
-                  audio_length=4096)
+    values = dict(
+        transforms_polarity=0.8,
+        transforms_noise=0.01,
+        transforms_gain=0.3,
+        transforms_filters=0.8,
+        transforms_delay=0.3,
+        transforms_pitch=0.6,
+        transforms_reverb=0.6,
+        sample_rate=SR,
+        audio_length=4096,
+    )
     values.update(overrides)
     return Namespace(**values)
 
@@ -216,7 +225,7 @@ def test_more_reverberance_decays_more_slowly():
     x = torch.zeros(2, 1, SR)
     x[:, 0, 0] = 1.0
     y = F.reverb(x, SR, torch.tensor([10.0, 90.0]), torch.tensor([50.0, 50.0]), torch.tensor([80.0, 80.0]))
-    late = y[..., int(0.3 * SR):].pow(2).sum(dim=-1).flatten()
+    late = y[..., int(0.3 * SR) :].pow(2).sum(dim=-1).flatten()
     assert late[1] > 100 * late[0]
 
 
@@ -260,8 +269,17 @@ def test_reverb_equals_freeverb_run_as_recursions(reverberance, damping, room_si
     x[3000:3800] = 0.4 * rng.standard_normal(800)
     x[9000:] = 0.8 * np.sin(2 * np.pi * 220 * np.arange(n - 9000) / sr)  # loud enough to clip with a long tail
     reference = _freeverb_in_the_time_domain(x, sr, reverberance, damping, room_size)
-    ours = F.reverb(torch.tensor(x).view(1, 1, -1), sr, torch.tensor([reverberance]), torch.tensor([damping]),
-                    torch.tensor([room_size])).flatten().numpy()
+    ours = (
+        F.reverb(
+            torch.tensor(x).view(1, 1, -1),
+            sr,
+            torch.tensor([reverberance]),
+            torch.tensor([damping]),
+            torch.tensor([room_size]),
+        )
+        .flatten()
+        .numpy()
+    )
     error_db = 10 * np.log10(((ours - reference) ** 2).sum() / (reference**2).sum())
     assert error_db < -80
 
@@ -342,8 +360,11 @@ def test_build_augmentation_chain_uses_the_configured_probabilities():
 def test_chain_below_the_filters_sample_rate_is_a_config_error_unless_the_filters_are_off():
     from clmr.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"^--sample_rate 4000: the filters augmentation \(--transforms_filters 0.8\) "
-                                          r"cuts off up to 4000 Hz and needs at least 8000 Hz"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^--sample_rate 4000: the filters augmentation \(--transforms_filters 0.8\) "
+        r"cuts off up to 4000 Hz and needs at least 8000 Hz",
+    ):
         augmentation_chain(cfg(sample_rate=4000))
     chain = augmentation_chain(cfg(sample_rate=4000, transforms_filters=0.0))
     assert chain(0.1 * torch.randn(2, 1, 4096)).shape == (2, 1, 4096)

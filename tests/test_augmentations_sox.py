@@ -2,6 +2,7 @@
 
 Skipped when `sox` is not on PATH; CI installs it (apt-get install -y sox).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,9 @@ def one_thread():
 def _mixture(n: int, sample_rate: int) -> np.ndarray:
     """Clicks, noise bursts and a tone, one after the other in thirds: every kind of input in one signal."""
     third = n // 3
-    return np.concatenate([clicks(third, sample_rate), noise_bursts(third, sample_rate),
-                           tone(n - 2 * third, sample_rate, hz=330.0)])
+    return np.concatenate(
+        [clicks(third, sample_rate), noise_bursts(third, sample_rate), tone(n - 2 * third, sample_rate, hz=330.0)]
+    )
 
 
 def _ours_reverb(x: np.ndarray, sample_rate: int, *params: int) -> np.ndarray:
@@ -53,8 +55,18 @@ def _ours_reverb(x: np.ndarray, sample_rate: int, *params: int) -> np.ndarray:
 
 
 # The extremes of the original's draws (integers in [0, 100)) and points between.
-REVERB_GRID = [(0, 0, 0), (99, 99, 99), (0, 0, 99), (99, 0, 0), (0, 99, 0), (99, 0, 99), (99, 99, 0), (50, 50, 50),
-               (25, 75, 60), (80, 20, 35)]
+REVERB_GRID = [
+    (0, 0, 0),
+    (99, 99, 99),
+    (0, 0, 99),
+    (99, 0, 0),
+    (0, 99, 0),
+    (99, 0, 99),
+    (99, 99, 0),
+    (50, 50, 50),
+    (25, 75, 60),
+    (80, 20, 35),
+]
 
 
 @pytest.mark.parametrize("reverberance, damping, room_size", REVERB_GRID)

@@ -1,4 +1,5 @@
 """Loading encoders and probe heads from every supported checkpoint format, and refusing everything else."""
+
 from __future__ import annotations
 
 import copy
@@ -53,8 +54,9 @@ def lightning_checkpoint(module, path: Path, cfg) -> None:
     """Save `module` the way a training run does (our Trainer, its callbacks, atomic checkpoint IO)."""
     from clmr.trainer import build_trainer, checkpoint_callbacks
 
-    trainer = build_trainer(cfg, "pretrain", checkpoint_callbacks(cfg, "pretrain"), accelerator="cpu", devices=1,
-                            logger=False)
+    trainer = build_trainer(
+        cfg, "pretrain", checkpoint_callbacks(cfg, "pretrain"), accelerator="cpu", devices=1, logger=False
+    )
     trainer.strategy.connect(module)
     trainer.save_checkpoint(path)
 
@@ -91,10 +93,20 @@ def test_clmr_v2_lightning_checkpoint_gives_the_encoders_outputs(known, tmp_path
     state["model.projector.0.weight"] = torch.randn(512, 512)
     state["model.projector.2.weight"] = torch.randn(128, 512)  # another projection_dim than ours
     path = tmp_path / "clmr_checkpoint_10000.ckpt"
-    torch.save({"epoch": 9999, "global_step": 123, "pytorch-lightning_version": "1.2.7", "state_dict": state,
-                "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(4.2), "dirpath": "runs"}},
-                "optimizer_states": [], "lr_schedulers": [], "hparams_name": "args",
-                "hyper_parameters": {"dataset": "magnatagatune", "sample_rate": 22050, "audio_length": 59049}}, path)
+    torch.save(
+        {
+            "epoch": 9999,
+            "global_step": 123,
+            "pytorch-lightning_version": "1.2.7",
+            "state_dict": state,
+            "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(4.2), "dirpath": "runs"}},
+            "optimizer_states": [],
+            "lr_schedulers": [],
+            "hparams_name": "args",
+            "hyper_parameters": {"dataset": "magnatagatune", "sample_rate": 22050, "audio_length": 59049},
+        },
+        path,
+    )
     encoder = load_encoder(path)
     assert encoder.checkpoint_format == "lightning"
     assert encoder.checkpoint_hparams["dataset"] == "magnatagatune"
@@ -104,8 +116,13 @@ def test_clmr_v2_lightning_checkpoint_gives_the_encoders_outputs(known, tmp_path
 def test_clmr_v2_checkpoint_with_a_namespace_of_hyperparameters_loads(known, tmp_path):
     model, x, expected = known
     path = tmp_path / "clmr_checkpoint_10000.ckpt"
-    torch.save({"state_dict": trunk(model, "model.encoder."),
-                "hyper_parameters": Namespace(sample_rate=22050, projection_dim=64)}, path)
+    torch.save(
+        {
+            "state_dict": trunk(model, "model.encoder."),
+            "hyper_parameters": Namespace(sample_rate=22050, projection_dim=64),
+        },
+        path,
+    )
     encoder = load_encoder(path)
     assert encoder.checkpoint_hparams == {"sample_rate": 22050, "projection_dim": 64}
     assert torch.equal(outputs(encoder, x), expected)
@@ -182,8 +199,11 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
 def test_another_architecture_names_the_first_mismatched_key(tmp_path):
     other = SampleCNN(strides=[3, 3, 3, 3, 3, 3, 3, 3, 2])
     torch.save({"state_dict": trunk(other, "model.encoder.")}, tmp_path / "other.ckpt")
-    with pytest.raises(CheckpointError, match=r"not the SampleCNN architecture: sequential\.9\.0\.weight has shape "
-                                              r"\(512, 256, 2\), expected \(512, 256, 3\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"not the SampleCNN architecture: sequential\.9\.0\.weight has shape "
+        r"\(512, 256, 2\), expected \(512, 256, 3\)",
+    ):
         load_encoder(tmp_path / "other.ckpt")
 
 
@@ -202,8 +222,10 @@ def test_a_checkpoint_without_an_encoder_says_what_it_found(tmp_path):
 
 
 def test_a_head_checkpoint_given_as_encoder_points_to_the_right_flag(tmp_path):
-    torch.save({"state_dict": {"model.0.weight": torch.zeros(11, 512), "model.0.bias": torch.zeros(11)}},
-               tmp_path / "best.ckpt")
+    torch.save(
+        {"state_dict": {"model.0.weight": torch.zeros(11, 512), "model.0.bias": torch.zeros(11)}},
+        tmp_path / "best.ckpt",
+    )
     with pytest.raises(CheckpointError, match="--finetuner_checkpoint_path"):
         load_encoder(tmp_path / "best.ckpt")
 
@@ -262,8 +284,11 @@ def test_an_encoder_with_nan_weights_is_refused_naming_the_weight(known, tmp_pat
     state = trunk(known[0], "model.encoder.")
     state["model.encoder.sequential.3.0.weight"][0, 0, 0] = float("nan")
     torch.save({"state_dict": state}, tmp_path / "diverged.ckpt")
-    with pytest.raises(CheckpointError, match=r"diverged.ckpt: the encoder weights hold NaN or Inf "
-                                              r"\(sequential\.3\.0\.weight\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"diverged.ckpt: the encoder weights hold NaN or Inf "
+        r"\(sequential\.3\.0\.weight\)",
+    ):
         load_encoder(tmp_path / "diverged.ckpt")
 
 
@@ -271,8 +296,11 @@ def test_a_probe_head_with_infinite_weights_is_refused(tmp_path):
     head = build_head(512, 11, mlp=False).state_dict()
     head["0.bias"][3] = float("inf")
     torch.save(head, tmp_path / "head.pt")
-    with pytest.raises(CheckpointError, match=r"--finetuner_checkpoint_path .*head.pt: the probe-head weights hold "
-                                              r"NaN or Inf \(0\.bias\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"--finetuner_checkpoint_path .*head.pt: the probe-head weights hold "
+        r"NaN or Inf \(0\.bias\)",
+    ):
         head_state_dict(tmp_path / "head.pt")
 
 
@@ -291,7 +319,8 @@ def test_a_training_checkpoint_of_the_same_model_is_accepted_for_resuming(known,
 
 # -- checkpoints of main at 0739081 (every config key in hyper_parameters) --------------------------------------
 def test_a_head_written_by_main_at_0739081_loads_with_its_tag_names_and_kind():
-    from clmr.checkpoints import head_labels, head_outputs, load_head
+    from clmr.checkpoints import head_outputs, load_head
+    from clmr.tag_names import head_labels
     from conftest import OLD_HEAD, old_hyper_parameters
 
     head = load_head(OLD_HEAD, mlp=False, n_outputs=11)

@@ -1,4 +1,5 @@
 """The scripts' common entry (clmr/cli.py): user errors as one line, a closed pipe without a traceback."""
+
 from __future__ import annotations
 
 import subprocess
@@ -31,7 +32,8 @@ def test_an_os_error_about_a_file_names_the_file(capsys):
 
 def test_output_piped_into_a_reader_that_stops_early_ends_without_a_traceback():
     code = "from clmr import cli\ncli.run(lambda: [print('tag 0.5', flush=True) for _ in range(200000)])"
-    pipe = subprocess.run(f"{sys.executable} -c \"{code}\" | head -n 1", shell=True, capture_output=True, text=True,
-                          timeout=120)
+    pipe = subprocess.run(
+        f'{sys.executable} -c "{code}" | head -n 1', shell=True, capture_output=True, text=True, timeout=120
+    )
     assert pipe.stdout == "tag 0.5\n"
     assert "Traceback" not in pipe.stderr and "BrokenPipe" not in pipe.stderr, pipe.stderr

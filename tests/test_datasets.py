@@ -1,4 +1,5 @@
 """Datasets: the generated `synthetic` dataset, window reads, the `audio` folder, crops and the registry."""
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,9 @@ def wav_bytes(ds: SyntheticDataset) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in ds.files}
 
 
-def write_tone(path: Path, frames: int, sample_rate: int = SR, channels: int = 1, freq: float = 440.0,
-               fmt: str | None = None) -> np.ndarray:
+def write_tone(
+    path: Path, frames: int, sample_rate: int = SR, channels: int = 1, freq: float = 440.0, fmt: str | None = None
+) -> np.ndarray:
     t = np.arange(frames) / sample_rate
     audio = 0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(int(freq)).standard_normal(frames)
     audio = np.repeat(audio[:, None], channels, 1) if channels > 1 else audio
@@ -53,8 +55,11 @@ def test_synthetic_subsets_are_disjoint_70_15_15(synthetic_root):
     files = [f for ds in subsets.values() for f in ds.files]
     assert len(set(files)) == 40
     assert all(f.parent.name == s for s, ds in subsets.items() for f in ds.files)
-    assert all(info.frames == 3 * SR and info.sample_rate == SR and info.channels == 1
-               for ds in subsets.values() for info in ds.infos)
+    assert all(
+        info.frames == 3 * SR and info.sample_rate == SR and info.channels == 1
+        for ds in subsets.values()
+        for info in ds.infos
+    )
 
 
 def test_synthetic_tags_are_multi_hot_with_positives_and_negatives_in_train(synthetic_root):
@@ -157,8 +162,9 @@ def test_synthetic_processes_starting_together_generate_once(tmp_path, caplog):
 
 
 def test_synthetic_from_config_reads_its_keys(tmp_path):
-    cfg = load_config(["--dataset_dir", str(tmp_path), "--synthetic_tracks", "12", "--synthetic_duration", "3",
-                       "--seed", "5"])
+    cfg = load_config(
+        ["--dataset_dir", str(tmp_path), "--synthetic_tracks", "12", "--synthetic_duration", "3", "--seed", "5"]
+    )
     ds = dataset_from_config(cfg, "valid")
     assert isinstance(ds, SyntheticDataset) and len(ds) == 2
     assert ds.files[0].parents[1].name == "v1-seed5-12x3s-22050hz"
@@ -173,8 +179,18 @@ def test_synthetic_rejects_tracks_shorter_than_a_crop_and_too_few_tracks(tmp_pat
 
 
 # -- synthetic: the tags are in the signal ------------------------------------------------------
-STRINGS_ONLY = Track(tempo=100.0, tonic=0, minor=False, high=False, instruments=("strings",), bass=False,
-                     drums=False, hihat=False, reverb=False, tuning=0.0)
+STRINGS_ONLY = Track(
+    tempo=100.0,
+    tonic=0,
+    minor=False,
+    high=False,
+    instruments=("strings",),
+    bass=False,
+    drums=False,
+    hihat=False,
+    reverb=False,
+    tuning=0.0,
+)
 
 
 def power_spectrogram(audio: np.ndarray, n_fft: int = 1024, hop: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +215,7 @@ def test_synthetic_drums_add_percussive_bursts_on_the_beat():
     env, beat_frames = bright_envelope(with_drums), 0.6 * SR / 256  # 100 bpm
     snares = [int(b * beat_frames) for b in (1, 3)]  # beats 2 and 4
     for frame in snares:
-        assert env[frame:frame + 4].max() > 10 * np.median(env)
+        assert env[frame : frame + 4].max() > 10 * np.median(env)
 
 
 def test_synthetic_high_register_has_a_higher_spectral_centroid():
@@ -219,7 +235,7 @@ def test_read_window_returns_exactly_the_samples_from_start(tmp_path):
     sf.write(str(path), samples, SR, subtype="PCM_16")
     full, _ = sf.read(str(path), dtype="float32")
     for start, n in [(0, 100), (1234, 777), (4000, 1000)]:
-        np.testing.assert_array_equal(read_window(path, start, n), full[start:start + n])
+        np.testing.assert_array_equal(read_window(path, start, n), full[start : start + n])
     ds = AudioFolder(tmp_path, "train", audio_length=1000)
     window = ds.read(0, 321, 1000)
     assert window.shape == (1, 1000) and window.dtype == torch.float32
@@ -360,8 +376,12 @@ def test_audio_folder_reads_names_that_are_not_utf8_or_hold_spaces_and_unicode(t
     names = [os.fsdecode(b"b\xffad.wav"), "my song.flac", "café – 🎵.ogg", os.fsdecode(b"z\xe9.wav")]
     for k, name in enumerate(names):
         audio = 0.1 * (k + 1) * np.ones(3000)
-        sf.write(os.fsencode(tmp_path / name), audio, SR, format={".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}[
-            Path(name).suffix])
+        sf.write(
+            os.fsencode(tmp_path / name),
+            audio,
+            SR,
+            format={".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}[Path(name).suffix],
+        )
     ds = AudioFolder(tmp_path, "train", audio_length=1000)
     crops = CropDataset(ds, n_views=1)
     assert len(crops) == 3 and not crops.failed

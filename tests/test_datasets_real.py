@@ -1,4 +1,5 @@
 """The real-dataset loaders on the real public metadata files (../shared/data) with tiny synthetic audio."""
+
 from __future__ import annotations
 
 import logging
@@ -62,9 +63,20 @@ def label_row(path: Path, clip: str) -> list[float]:
     raise KeyError(clip)
 
 
-def mtat_folder(tmp_path: Path, tiny: Path, files=("index_mtt.tsv", "val_gt_mtt.tsv", "test_gt_mtt.tsv",
-                                                    "output_labels_mtt.txt", "tags.npy", "valid.npy", "test.npy"),
-                clips=("val_gt_mtt.tsv", "test_gt_mtt.tsv")):
+def mtat_folder(
+    tmp_path: Path,
+    tiny: Path,
+    files=(
+        "index_mtt.tsv",
+        "val_gt_mtt.tsv",
+        "test_gt_mtt.tsv",
+        "output_labels_mtt.txt",
+        "tags.npy",
+        "valid.npy",
+        "test.npy",
+    ),
+    clips=("val_gt_mtt.tsv", "test_gt_mtt.tsv"),
+):
     """<tmp>/magnatagatune with the real metadata and a wav for each clip listed in the `clips` files."""
     meta = tmp_path / "magnatagatune" / "metadata"
     meta.mkdir(parents=True)
@@ -147,8 +159,7 @@ def test_mtat_sota_split_reads_index_rows_not_clip_ids(mtat_shared):
 
 
 def test_mtat_broken_clips_are_left_out_with_a_logged_note(tmp_path, tiny_wav, caplog):
-    meta, rows = mtat_folder(tmp_path, tiny_wav, files=("index_mtt.tsv", "output_labels_mtt.txt", "tags.npy"),
-                             clips=())
+    meta, rows = mtat_folder(tmp_path, tiny_wav, files=("index_mtt.tsv", "output_labels_mtt.txt", "tags.npy"), clips=())
     normal = synthetic_train_gt(meta, rows)
     by_clip = dict(rows)
     place(tiny_wav, [mtat.wav_path(tmp_path / "magnatagatune", by_clip[c]) for c in list(BROKEN_CLIPS) + normal])
@@ -228,8 +239,9 @@ def test_mtat_missing_audio_is_dropped_with_one_warning(tmp_path, tiny_wav, capl
 
 def test_mtat_from_config_and_the_registry(mtat_shared):
     tmp_path = mtat_shared[0]
-    cfg = Namespace(dataset="magnatagatune", dataset_dir=str(tmp_path), sample_rate=RATE, audio_length=1000,
-                    mtat_split="sota")
+    cfg = Namespace(
+        dataset="magnatagatune", dataset_dir=str(tmp_path), sample_rate=RATE, audio_length=1000, mtat_split="sota"
+    )
     assert len(dataset_from_config(cfg, "valid")) == 1529
     assert len(get_dataset("magnatagatune", tmp_path, "valid")) == 1825  # default split: pons2017
     x, y = get_dataset("magnatagatune", tmp_path, "valid", audio_length=100)[0]
@@ -271,8 +283,9 @@ def test_msd_reads_the_msd_id_layout_of_index_msd_tsv(tmp_path, tiny_wav):
     shutil.copyfile(SHARED / "million_song_dataset/output_labels_msd.txt", meta / "output_labels_msd.txt")
     debug = (SHARED / "million_song_dataset/index_msd_debug.tsv").read_text().splitlines()
     shutil.copyfile(SHARED / "million_song_dataset/index_msd_debug.tsv", meta / "index_msd.tsv")
-    (meta / "test_gt_msd.tsv").write_text("".join(f"{line.split(chr(9))[0]}\t{[int(n == k) for n in range(50)]}\n"
-                                                  for k, line in enumerate(debug)))
+    (meta / "test_gt_msd.tsv").write_text(
+        "".join(f"{line.split(chr(9))[0]}\t{[int(n == k) for n in range(50)]}\n" for k, line in enumerate(debug))
+    )
     base = tmp_path / "million_song_dataset"
     place(tiny_wav, [base / "wav" / Path(line.split("\t")[1]).with_suffix(".wav") for line in debug[:20]])
     test = MillionSongDataset(tmp_path, "test")
@@ -337,8 +350,11 @@ def test_gtzan_fault_filtered_split_sizes_order_and_labels(tmp_path, tiny_wav):
     for s, ds in sets.items():  # torchaudio's lists are the Kereliuk lists of shared/data, in order
         assert [f"{p.parent.name}/{p.name}" for p in ds.files] == shared_gtzan(s)
     train = sets["train"]
-    assert train.tag_names == list(GENRES) == ["blues", "classical", "country", "disco", "hiphop", "jazz",
-                                               "metal", "pop", "reggae", "rock"]
+    assert (
+        train.tag_names
+        == list(GENRES)
+        == ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+    )
     assert not train.multilabel and train.targets.dtype == np.int64
     assert train.files[0].name == "blues.00029.wav" and train.targets[0] == 0
     rock = [i for i, p in enumerate(train.files) if p.name.startswith("rock.")]
@@ -394,8 +410,15 @@ def librispeech_tree(tmp_path: Path, speakers=(19, 103, 1034), chapters=2, per_c
 
 def test_librispeech_speaker_identification_through_torchaudio(tmp_path):
     librispeech_tree(tmp_path)
-    cfg = Namespace(dataset="librispeech", dataset_dir=str(tmp_path), sample_rate=RATE, audio_length=1000,
-                    workers=0, download=False, librispeech_url="train-clean-100")
+    cfg = Namespace(
+        dataset="librispeech",
+        dataset_dir=str(tmp_path),
+        sample_rate=RATE,
+        audio_length=1000,
+        workers=0,
+        download=False,
+        librispeech_url="train-clean-100",
+    )
     manifest = LibriSpeech.prepare(tmp_path, RATE, url="train-clean-100")
     assert manifest["counts"] == {"converted": 36, "skipped": 0, "failed": 0}
     sets = {s: dataset_from_config(cfg, s) for s in ("train", "valid", "test")}

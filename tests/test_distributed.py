@@ -7,6 +7,7 @@ averaged gradients with a single process on the whole batch. Negative controls (
 without gradients, a backward that keeps only the local gradient, positives not offset by rank) show
 that the comparison can fail.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,6 +58,7 @@ def _module(encoder: str) -> ContrastiveLearning:
     if encoder == "tiny":
         return contrastive_module(cfg, TinyEncoder()).double()
     from clmr.models import SampleCNN
+
     return contrastive_module(cfg, SampleCNN(out_dim=10)).double()
 
 
@@ -91,7 +93,7 @@ class _GatherLocalGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         n = grad.shape[0] // dist.get_world_size()
-        return grad[dist.get_rank() * n:(dist.get_rank() + 1) * n]
+        return grad[dist.get_rank() * n : (dist.get_rank() + 1) * n]
 
 
 def _gather_with_unsummed_grad(x: torch.Tensor):
@@ -99,8 +101,12 @@ def _gather_with_unsummed_grad(x: torch.Tensor):
 
 
 GATHER = clmr.losses.gather_with_grad
-BUGS = {"local_only": _local_only, "gather_without_grad": _gather_without_grad,
-        "gather_without_offset": _gather_without_offset, "gather_with_unsummed_grad": _gather_with_unsummed_grad}
+BUGS = {
+    "local_only": _local_only,
+    "gather_without_grad": _gather_without_grad,
+    "gather_without_offset": _gather_without_offset,
+    "gather_with_unsummed_grad": _gather_with_unsummed_grad,
+}
 
 # name: (per-rank batch sizes, bug patched into nt_xent or None)
 CPU_SCENARIOS = {
@@ -119,8 +125,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, port: int, out_dir: str, scenarios: dict, encoder: str, length: int, backend: str,
-            sync_bn: bool) -> None:
+def _worker(
+    rank: int, port: int, out_dir: str, scenarios: dict, encoder: str, length: int, backend: str, sync_bn: bool
+) -> None:
     """One rank: for each scenario, DDP forward/backward on this rank's slice; saves loss and gradients."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -136,21 +143,27 @@ def _worker(rank: int, port: int, out_dir: str, scenarios: dict, encoder: str, l
             module.to(device)
             ddp = DistributedDataParallel(module, device_ids=[rank] if device.type == "cuda" else None)
             x_i, x_j = _global_batch(sum(sizes), length)
-            mine = slice(sum(sizes[:rank]), sum(sizes[:rank + 1]))
+            mine = slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
             with mock.patch.object(clmr.losses, "gather_with_grad", BUGS[bug]) if bug else nullcontext():
                 loss = ddp(x_i[mine].to(device), x_j[mine].to(device))
                 loss.backward()
             mean = loss.detach().clone()
             dist.all_reduce(mean)
-            torch.save({"loss": loss.detach().cpu(), "mean_loss": (mean / WORLD).cpu(),
-                        "grads": {n: p.grad.cpu() for n, p in module.named_parameters()}},
-                       Path(out_dir) / f"{name}-{rank}.pt")
+            torch.save(
+                {
+                    "loss": loss.detach().cpu(),
+                    "mean_loss": (mean / WORLD).cpu(),
+                    "grads": {n: p.grad.cpu() for n, p in module.named_parameters()},
+                },
+                Path(out_dir) / f"{name}-{rank}.pt",
+            )
     finally:
         dist.destroy_process_group()
 
 
-def _run_ranks(tmp: Path, scenarios: dict, encoder: str = "tiny", length: int = 243, backend: str = "gloo",
-               sync_bn: bool = False) -> dict:
+def _run_ranks(
+    tmp: Path, scenarios: dict, encoder: str = "tiny", length: int = 243, backend: str = "gloo", sync_bn: bool = False
+) -> dict:
     mp.spawn(_worker, args=(_free_port(), str(tmp), scenarios, encoder, length, backend, sync_bn), nprocs=WORLD)
     return {name: [torch.load(tmp / f"{name}-{r}.pt") for r in range(WORLD)] for name in scenarios}
 
@@ -164,8 +177,9 @@ def _row_losses(z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(sim, positive, reduction="none")
 
 
-def _single_process(sizes: tuple[int, ...], encoder: str = "tiny", length: int = 243,
-                    device: str = "cpu") -> tuple[torch.Tensor, dict, torch.Tensor]:
+def _single_process(
+    sizes: tuple[int, ...], encoder: str = "tiny", length: int = 243, device: str = "cpu"
+) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """What the ranks should see: each rank's loss (mean over its own views, all views as negatives),
     the mean of those (DDP averages gradients over ranks) and its gradients, computed on the whole batch."""
     module = _module(encoder).to(device)
@@ -173,8 +187,9 @@ def _single_process(sizes: tuple[int, ...], encoder: str = "tiny", length: int =
     _, _, z_i, z_j = module.model(x_i.to(device), x_j.to(device))
     rows = _row_losses(z_i, z_j)
     total, starts = sum(sizes), [sum(sizes[:r]) for r in range(len(sizes))]
-    per_rank = torch.stack([torch.cat([rows[s:s + n], rows[total + s:total + s + n]]).mean()
-                            for s, n in zip(starts, sizes)])
+    per_rank = torch.stack(
+        [torch.cat([rows[s : s + n], rows[total + s : total + s + n]]).mean() for s, n in zip(starts, sizes)]
+    )
     per_rank.mean().backward()
     grads = {n: p.grad.cpu() for n, p in module.named_parameters()}
     return per_rank.detach().cpu(), grads, per_rank.mean().detach().cpu()
@@ -217,20 +232,24 @@ def test_a_wrong_gather_does_not_match(cpu_ranks, bug):
 
 @pytest.mark.skipif(torch.cuda.device_count() < WORLD, reason="needs 2 GPUs (NCCL, SampleCNN with SyncBatchNorm)")
 def test_two_gpus_with_sync_batchnorm_equal_one_gpu_on_the_whole_batch(tmp_path):
-    ranks = _run_ranks(tmp_path, {"even": ((4, 4), None)}, encoder="samplecnn", length=59049, backend="nccl",
-                       sync_bn=True)
+    ranks = _run_ranks(
+        tmp_path, {"even": ((4, 4), None)}, encoder="samplecnn", length=59049, backend="nccl", sync_bn=True
+    )
     _assert_matches(ranks["even"], *_single_process((4, 4), "samplecnn", 59049, device="cuda:0"))
 
 
-@pytest.mark.parametrize("flags,expected", [
-    (["--accelerator", "gpu", "--devices", "2", "--strategy", "ddp"], True),
-    (["--gpus", "4"], True),                                    # the original CLMR flag
-    (["--accelerator", "gpu", "--devices", "0,1"], True),
-    (["--accelerator", "gpu", "--devices", "1", "--num_nodes", "2"], True),
-    (["--accelerator", "gpu", "--devices", "2", "--sync_batchnorm", "0"], False),
-    (["--accelerator", "gpu", "--devices", "1"], False),        # one process: plain BatchNorm
-    (["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"], False),  # SyncBatchNorm needs GPUs
-])
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        (["--accelerator", "gpu", "--devices", "2", "--strategy", "ddp"], True),
+        (["--gpus", "4"], True),  # the original CLMR flag
+        (["--accelerator", "gpu", "--devices", "0,1"], True),
+        (["--accelerator", "gpu", "--devices", "1", "--num_nodes", "2"], True),
+        (["--accelerator", "gpu", "--devices", "2", "--sync_batchnorm", "0"], False),
+        (["--accelerator", "gpu", "--devices", "1"], False),  # one process: plain BatchNorm
+        (["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"], False),  # SyncBatchNorm needs GPUs
+    ],
+)
 def test_sync_batchnorm_on_several_gpus_unless_switched_off(flags, expected, visible_gpus):
     visible_gpus(4)  # the config refuses GPUs this machine does not have
     cfg = load_config(flags)
@@ -285,18 +304,41 @@ def test_ddp_pretraining_on_two_cpu_processes_writes_one_checkpoint_that_linear_
     from clmr.checkpoints import load_encoder
     from clmr.models import SampleCNN
 
-    flags = ["--strategy", "ddp", "--accelerator", "cpu", "--devices", "2", "--max_epochs", "1",
-             "--limit_train_batches", "1", "--limit_val_batches", "1", "--batch_size", "2",
-             "--synthetic_tracks", "24", "--synthetic_duration", "3",
-             "--dataset_dir", str(tmp_path / "data"), "--log_dir", str(tmp_path / "runs")]
-    done = subprocess.run([sys.executable, str(MAIN), *flags], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    flags = [
+        "--strategy",
+        "ddp",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--max_epochs",
+        "1",
+        "--limit_train_batches",
+        "1",
+        "--limit_val_batches",
+        "1",
+        "--batch_size",
+        "2",
+        "--synthetic_tracks",
+        "24",
+        "--synthetic_duration",
+        "3",
+        "--dataset_dir",
+        str(tmp_path / "data"),
+        "--log_dir",
+        str(tmp_path / "runs"),
+    ]
+    done = subprocess.run(
+        [sys.executable, str(MAIN), *flags], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "effective batch size: 4 = 2 per device x 2 device(s) x 1 node(s)" in done.stdout
 
     run = tmp_path / "runs" / "pretrain_synthetic"
-    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.ckpt")) == \
-        [Path("runs/pretrain_synthetic/checkpoints/best.ckpt"), Path("runs/pretrain_synthetic/checkpoints/last.ckpt")]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.ckpt")) == [
+        Path("runs/pretrain_synthetic/checkpoints/best.ckpt"),
+        Path("runs/pretrain_synthetic/checkpoints/last.ckpt"),
+    ]
     assert [p.name for p in run.glob("version_*")] == ["version_0"]  # one logger, on rank 0
     events = EventAccumulator(str(run / "version_0"))
     events.Reload()
@@ -307,8 +349,13 @@ def test_ddp_pretraining_on_two_cpu_processes_writes_one_checkpoint_that_linear_
     encoder = load_encoder(run / "checkpoints" / "last.ckpt")  # single process, as linear_evaluation.py does
     expected = SampleCNN(out_dim=1)
     expected.fc = nn.Identity()
-    expected.load_state_dict({k.removeprefix("model.encoder."): v for k, v in checkpoint["state_dict"].items()
-                              if k.startswith("model.encoder.")})
+    expected.load_state_dict(
+        {
+            k.removeprefix("model.encoder."): v
+            for k, v in checkpoint["state_dict"].items()
+            if k.startswith("model.encoder.")
+        }
+    )
     x = torch.randn(2, 1, 59049)
     with torch.no_grad():
         torch.testing.assert_close(encoder(x), expected.eval()(x))
@@ -335,12 +382,35 @@ def test_sigterm_under_ddp_stops_every_rank_after_the_same_step_and_rank_0_write
 
     run = tmp_path / "runs" / "pretrain_synthetic"
     last = run / "checkpoints" / "last.ckpt"
-    flags = ["--strategy", "ddp", "--accelerator", "cpu", "--devices", "2", "--max_epochs", "3",
-             "--limit_train_batches", "2", "--limit_val_batches", "1", "--batch_size", "2", "--save_every_n_steps", "1",
-             "--synthetic_tracks", "24", "--synthetic_duration", "3",
-             "--dataset_dir", str(tmp_path / "data"), "--log_dir", str(tmp_path / "runs")]
-    proc = subprocess.Popen([sys.executable, str(MAIN), *flags], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    flags = [
+        "--strategy",
+        "ddp",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--max_epochs",
+        "3",
+        "--limit_train_batches",
+        "2",
+        "--limit_val_batches",
+        "1",
+        "--batch_size",
+        "2",
+        "--save_every_n_steps",
+        "1",
+        "--synthetic_tracks",
+        "24",
+        "--synthetic_duration",
+        "3",
+        "--dataset_dir",
+        str(tmp_path / "data"),
+        "--log_dir",
+        str(tmp_path / "runs"),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, str(MAIN), *flags], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 300
         while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:

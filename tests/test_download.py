@@ -1,4 +1,5 @@
 """Downloads against a small HTTP server on 127.0.0.1: checksums, resumed transfers, zip safety, MTAT end to end."""
+
 from __future__ import annotations
 
 import hashlib
@@ -159,7 +160,7 @@ def test_zip_parts_merge_and_extract(tmp_path):
     data = zip_bytes({"0/a.mp3": b"a" * 5000, "f/b.mp3": b"b" * 7000})
     third = len(data) // 3
     parts = []
-    for n, chunk in enumerate([data[:third], data[third:2 * third], data[2 * third:]], 1):
+    for n, chunk in enumerate([data[:third], data[third : 2 * third], data[2 * third :]], 1):
         parts.append(tmp_path / f"mp3.zip.00{n}")
         parts[-1].write_bytes(chunk)
     merged = merge_parts(parts, tmp_path / "mp3.zip")
@@ -199,12 +200,20 @@ def test_mtat_download_verify_extract_convert_and_load_end_to_end(host, tmp_path
     extracted, converted (the broken clip skipped with its reason), then read by the loader."""
     import preprocess
 
-    clips = {"2": "f/a-30-59.mp3", "6": "f/a-146-175.mp3", "14": "c/b-30-59.mp3", "21": "c/b-233-262.mp3",
-             "35644": BROKEN_CLIPS["35644"]}
+    clips = {
+        "2": "f/a-30-59.mp3",
+        "6": "f/a-146-175.mp3",
+        "14": "c/b-30-59.mp3",
+        "21": "c/b-233-262.mp3",
+        "35644": BROKEN_CLIPS["35644"],
+    }
     archive = zip_bytes({rel: (b"" if clip in BROKEN_CLIPS else mp3_bytes()) for clip, rel in clips.items()})
     third = len(archive) // 3
-    parts = {"mp3.zip.001": archive[:third], "mp3.zip.002": archive[third:2 * third],
-             "mp3.zip.003": archive[2 * third:]}
+    parts = {
+        "mp3.zip.001": archive[:third],
+        "mp3.zip.002": archive[third : 2 * third],
+        "mp3.zip.003": archive[2 * third :],
+    }
     annotations = b"clip_id\tguitar\ttechno\tmp3_path\n"
     metadata = {
         "index_mtt.tsv": "".join(f"{c}\t{r}\n" for c, r in clips.items()).encode(),
@@ -222,12 +231,27 @@ def test_mtat_download_verify_extract_convert_and_load_end_to_end(host, tmp_path
     monkeypatch.setattr(mtat, "ANNOTATIONS", {"annotations_final.csv": md5(annotations)})
     monkeypatch.setattr(mtat, "SPLIT_FILES", {"pons2017": {n: md5(d) for n, d in metadata.items()}})
 
-    argv = ["--dataset", "magnatagatune", "--dataset_dir", str(tmp_path), "--download", "--sample_rate", "8000",
-            "--mtat_base_url", f"{host.url}/mtat", "--mtat_pons2017_url", f"{host.url}/pons"]
+    argv = [
+        "--dataset",
+        "magnatagatune",
+        "--dataset_dir",
+        str(tmp_path),
+        "--download",
+        "--sample_rate",
+        "8000",
+        "--mtat_base_url",
+        f"{host.url}/mtat",
+        "--mtat_pons2017_url",
+        f"{host.url}/pons",
+    ]
     preprocess.main(argv)
     base = tmp_path / "magnatagatune"
     assert sorted(p.name for p in (base / "downloads").iterdir()) == [
-        "annotations_final.csv", "mp3.zip.001", "mp3.zip.002", "mp3.zip.003"]
+        "annotations_final.csv",
+        "mp3.zip.001",
+        "mp3.zip.002",
+        "mp3.zip.003",
+    ]
     assert any(rng for path, rng in host.requests if path == "/mtat/mp3.zip.002")  # resumed
     manifest = __import__("json").loads((base / "wav" / "manifest.json").read_text())
     assert manifest["counts"] == {"converted": 4, "skipped": 1, "failed": 0}
@@ -266,7 +290,8 @@ def test_mtat_download_after_a_manual_extraction_fetches_only_the_metadata(host,
     monkeypatch.setattr(mtat, "AUDIO_PARTS", {"mp3.zip.001": md5(b"never fetched")})
     monkeypatch.setattr(mtat, "ANNOTATIONS", {})
     monkeypatch.setattr(mtat, "SPLIT_FILES", {"pons2017": {"index_mtt.tsv": md5(index)}})
-    manifest = MagnaTagATune.prepare(tmp_path, 8000, download=True, base_url=f"{host.url}/mtat",
-                                     split_urls={"pons2017": f"{host.url}/pons"})
+    manifest = MagnaTagATune.prepare(
+        tmp_path, 8000, download=True, base_url=f"{host.url}/mtat", split_urls={"pons2017": f"{host.url}/pons"}
+    )
     assert [path for path, _ in host.requests] == ["/pons/index_mtt.tsv"]
     assert manifest["counts"]["converted"] == 16

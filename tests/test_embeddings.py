@@ -1,4 +1,5 @@
 """The resumable embeddings folder (clmr/embeddings.py): a killed run resumed, NaN rows of old versions redone."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,12 @@ def test_embeddings_resume_where_a_killed_run_stopped(checkpoints, tmp_path, mon
     again = embed_files([folder], model, tmp_path / "emb", progress=False, on_error=lambda *a: None)
     assert (again.embedded, again.computed) == (3, 0)
     embed_files([folder], model, tmp_path / "fresh", progress=False, on_error=lambda *a: None)
-    np.testing.assert_allclose(np.load(tmp_path / "emb" / "embeddings.npy"),
-                               np.load(tmp_path / "fresh" / "embeddings.npy"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "emb" / "embeddings.npy"),
+        np.load(tmp_path / "fresh" / "embeddings.npy"),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     other = load_model("random")
     with pytest.raises(Exception, match="another model"):
         embed_files([folder], other, tmp_path / "emb", progress=False, on_error=lambda *a: None)

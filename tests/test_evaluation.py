@@ -1,4 +1,5 @@
 """Track-level scores and metrics on hand-made examples (clmr/evaluation.py); the label fraction."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,13 +38,15 @@ def test_a_track_without_chunks_is_an_error():
 def test_hand_made_tagging_example_gives_the_hand_computed_scores():
     # Three tracks with 2, 1 and 2 chunks; chunk logits chosen so that the sigmoids are round numbers.
     logit = lambda p: np.log(p / (1 - p))  # noqa: E731
-    chunk_probs = np.array([
-        [0.9, 0.2, 0.5],   # track 0
-        [0.7, 0.4, 0.5],   # track 0
-        [0.2, 0.6, 0.5],   # track 1
-        [0.5, 0.1, 0.5],   # track 2
-        [0.3, 0.3, 0.5],   # track 2
-    ])
+    chunk_probs = np.array(
+        [
+            [0.9, 0.2, 0.5],  # track 0
+            [0.7, 0.4, 0.5],  # track 0
+            [0.2, 0.6, 0.5],  # track 1
+            [0.5, 0.1, 0.5],  # track 2
+            [0.3, 0.3, 0.5],  # track 2
+        ]
+    )
     track = np.array([0, 0, 1, 2, 2])
     scores = track_level_scores(probabilities(logit(chunk_probs), multilabel=True), track)
     assert np.allclose(scores, [[0.8, 0.3, 0.5], [0.2, 0.6, 0.5], [0.4, 0.2, 0.5]])
@@ -86,7 +89,7 @@ def test_single_label_accuracy_from_averaged_softmax():
 # -- label fraction -----------------------------------------------------------------------------
 @pytest.mark.parametrize("fraction, expected", [(0.01, 187), (0.1, 1871), (1.0, 18706)])
 def test_label_fraction_selects_that_many_distinct_tracks(fraction, expected):
-    tracks = label_fraction_tracks(18706, fraction, seed=42)   # MagnaTagATune's training split
+    tracks = label_fraction_tracks(18706, fraction, seed=42)  # MagnaTagATune's training split
     assert len(tracks) == expected == len(set(tracks.tolist()))
     assert tracks.min() >= 0 and tracks.max() < 18706
     assert list(tracks) == sorted(tracks)

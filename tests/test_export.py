@@ -1,4 +1,5 @@
 """ONNX export (clmr/export.py, export.py): parity with PyTorch at batch 1 and 3, tag names, bad checkpoints."""
+
 from __future__ import annotations
 
 import contextlib
@@ -92,8 +93,12 @@ def test_tagger_onnx_gives_the_heads_probabilities_with_tag_names_beside_it(expo
 
 def test_parity_checks_cover_random_and_music_like_audio_at_batch_1_and_3():
     names = [name for name, _ in check_inputs(64, SR)]
-    assert names == ["random audio, batch 1", "music-like audio, batch 1",
-                     "random audio, batch 3", "music-like audio, batch 3"]
+    assert names == [
+        "random audio, batch 1",
+        "music-like audio, batch 1",
+        "random audio, batch 3",
+        "music-like audio, batch 3",
+    ]
 
 
 def test_single_label_head_outputs_a_softmax():
@@ -109,25 +114,41 @@ def test_a_model_that_fails_the_parity_check_is_not_written(tmp_path):
     assert target.is_file() and max(d for _, d in checks) <= 1e-4
     before = target.read_bytes()
     with pytest.raises(ExportError, match="differ"):
-        export_onnx(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), target, 64, "out",
-                    check=check_inputs(64, SR), tolerance=-1.0)
+        export_onnx(
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), target, 64, "out", check=check_inputs(64, SR), tolerance=-1.0
+        )
     assert target.read_bytes() == before  # the good model was not replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]  # no temporary file left
 
 
 def small_sample_cnn() -> nn.Module:
     """SampleCNN's layer kinds (strided conv, conv-BN-ReLU-max-pool, linear head, sigmoid) on 27 samples."""
-    return nn.Sequential(nn.Conv1d(1, 8, 3, stride=3), nn.BatchNorm1d(8), nn.ReLU(), nn.Conv1d(8, 8, 3, padding=1),
-                         nn.BatchNorm1d(8), nn.ReLU(), nn.MaxPool1d(3), nn.Flatten(), nn.Linear(24, 3),
-                         nn.Sigmoid()).eval()
+    return nn.Sequential(
+        nn.Conv1d(1, 8, 3, stride=3),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.Conv1d(8, 8, 3, padding=1),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.MaxPool1d(3),
+        nn.Flatten(),
+        nn.Linear(24, 3),
+        nn.Sigmoid(),
+    ).eval()
 
 
 def test_the_tagger_exports_at_the_oldest_opset_of_the_range(tmp_path):
     encoder = SampleCNN()
     encoder.fc = nn.Identity()
     target = tmp_path / "tagger.onnx"
-    checks = export_onnx(Tagger(encoder, nn.Linear(512, 3)).eval(), target, L, "probabilities", opset=MIN_OPSET,
-                         check=check_inputs(L, SR, batches=(1,)))
+    checks = export_onnx(
+        Tagger(encoder, nn.Linear(512, 3)).eval(),
+        target,
+        L,
+        "probabilities",
+        opset=MIN_OPSET,
+        check=check_inputs(L, SR, batches=(1,)),
+    )
     assert written_opset(onnx.load(str(target))) == MIN_OPSET and max(d for _, d in checks) <= 1e-4
 
 
@@ -163,7 +184,15 @@ def test_export_reads_an_encoder_and_a_head_in_the_layout_of_main_at_0739081(tmp
 
     encoder = save_encoder(tmp_path / "last.ckpt", hparams=old_hyper_parameters("pretrain"))
     with contextlib.redirect_stdout(io.StringIO()):
-        export_script.main(["--checkpoint_path", str(encoder), "--finetuner_checkpoint_path", str(OLD_HEAD),
-                            "--out", str(tmp_path / "exports")])
+        export_script.main(
+            [
+                "--checkpoint_path",
+                str(encoder),
+                "--finetuner_checkpoint_path",
+                str(OLD_HEAD),
+                "--out",
+                str(tmp_path / "exports"),
+            ]
+        )
     info = json.loads((tmp_path / "exports" / "clmr_tagger.json").read_text())
     assert info["tags"] == old_hyper_parameters("linear")["tag_names"] and info["activation"] == "sigmoid"

@@ -1,4 +1,5 @@
 """clmr.filenames: any name the OS holds is shown on one printable line, and reaches C libraries exactly."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The hardware a config means (clmr/hardware.py): --gpus, devices, pinned batches, automatic workers."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ was expected; no traceback, nothing half-written, no NaN written.
 Scripts run in this process (`conftest.run_script_in_process`), so a case costs what the script does
 before it refuses, not a Python start-up.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,32 +23,58 @@ CONFIG_CASES = [
     pytest.param("main", ["--batch_size", "0"], None, ["--batch_size 0", "expected an integer >= 2"], id="batch-0"),
     pytest.param("main", ["--batch_size", "-4"], None, ["--batch_size -4"], id="batch-negative"),
     pytest.param("main", ["--batch_size", "1"], None, ["--batch_size 1", "BatchNorm"], id="batch-1"),
-    pytest.param("main", ["--audio_length", "1000"], None, ["--audio_length 1000", "expected 59049"], id="audio-length"),
+    pytest.param(
+        "main", ["--audio_length", "1000"], None, ["--audio_length 1000", "expected 59049"], id="audio-length"
+    ),
     pytest.param("main", ["--precision", "bogus"], None, ["--precision 'bogus'", "bf16-mixed"], id="precision"),
-    pytest.param("main", ["--accelerator", "tpu"], None, ["--accelerator 'tpu'", "not available"], id="accelerator-tpu"),
-    pytest.param("main", ["--accelerator", "bogus"], None, ["--accelerator 'bogus'", "expected one of"],
-                 id="accelerator-unknown"),
+    pytest.param(
+        "main", ["--accelerator", "tpu"], None, ["--accelerator 'tpu'", "not available"], id="accelerator-tpu"
+    ),
+    pytest.param(
+        "main", ["--accelerator", "bogus"], None, ["--accelerator 'bogus'", "expected one of"], id="accelerator-unknown"
+    ),
     pytest.param("main", ["--gpus", "1"], None, ["--gpus 1", "GPU requested, but no CUDA GPU is visible"], id="gpus-1"),
-    pytest.param("main", ["--accelerator", "gpu"], None, ["--accelerator 'gpu'", "GPU requested"], id="accelerator-gpu"),
-    pytest.param("linear_evaluation", ["--gpus", "1", "--checkpoint_path", "random"], None, ["--gpus 1", "GPU requested"],
-                 id="linear-gpus-1"),
-    pytest.param("main", [], 'batch_size: "four"\n', ["bad.yaml: batch_size 'four'", "expected an integer"],
-                 id="yaml-batch-four"),
-    pytest.param("main", [], "max_epochs: abc\n", ["bad.yaml: max_epochs 'abc'", "expected an integer"],
-                 id="yaml-max-epochs-abc"),
-    pytest.param("main", [], "temperature: 0\n", ["bad.yaml: temperature 0", "expected a number > 0"],
-                 id="yaml-temperature-0"),
-    pytest.param("main", ["--temperature", "0"], None, ["--temperature 0", "expected a number > 0"], id="temperature-0"),
+    pytest.param(
+        "main", ["--accelerator", "gpu"], None, ["--accelerator 'gpu'", "GPU requested"], id="accelerator-gpu"
+    ),
+    pytest.param(
+        "linear_evaluation",
+        ["--gpus", "1", "--checkpoint_path", "random"],
+        None,
+        ["--gpus 1", "GPU requested"],
+        id="linear-gpus-1",
+    ),
+    pytest.param(
+        "main", [], 'batch_size: "four"\n', ["bad.yaml: batch_size 'four'", "expected an integer"], id="yaml-batch-four"
+    ),
+    pytest.param(
+        "main", [], "max_epochs: abc\n", ["bad.yaml: max_epochs 'abc'", "expected an integer"], id="yaml-max-epochs-abc"
+    ),
+    pytest.param(
+        "main", [], "temperature: 0\n", ["bad.yaml: temperature 0", "expected a number > 0"], id="yaml-temperature-0"
+    ),
+    pytest.param(
+        "main", ["--temperature", "0"], None, ["--temperature 0", "expected a number > 0"], id="temperature-0"
+    ),
     pytest.param("main", ["--temperature", "-0.5"], None, ["--temperature -0.5"], id="temperature-negative"),
     pytest.param("main", ["--temperature", "nan"], None, ["--temperature nan"], id="temperature-nan"),
-    pytest.param("main", ["--sample_rate", "0"], None, ["--sample_rate 0", "expected an integer >= 1"], id="sample-rate-0"),
+    pytest.param(
+        "main", ["--sample_rate", "0"], None, ["--sample_rate 0", "expected an integer >= 1"], id="sample-rate-0"
+    ),
     pytest.param("main", ["--learning_rate", "0"], None, ["--learning_rate 0", "expected a number > 0"], id="lr-0"),
-    pytest.param("main", ["--transforms_pitch", "1.5"], None, ["--transforms_pitch 1.5", "probability"],
-                 id="probability"),
-    pytest.param("main", ["--finetuner_label_fraction", "0"], None, ["--finetuner_label_fraction 0"],
-                 id="label-fraction"),
-    pytest.param("linear_evaluation", ["--finetuner_label_fraction", "1.5"], None, ["--finetuner_label_fraction 1.5"],
-                 id="linear-label-fraction"),
+    pytest.param(
+        "main", ["--transforms_pitch", "1.5"], None, ["--transforms_pitch 1.5", "probability"], id="probability"
+    ),
+    pytest.param(
+        "main", ["--finetuner_label_fraction", "0"], None, ["--finetuner_label_fraction 0"], id="label-fraction"
+    ),
+    pytest.param(
+        "linear_evaluation",
+        ["--finetuner_label_fraction", "1.5"],
+        None,
+        ["--finetuner_label_fraction 1.5"],
+        id="linear-label-fraction",
+    ),
     pytest.param("main", ["--workers", "-2"], None, ["--workers -2", "expected an integer >= -1"], id="workers"),
     pytest.param("main", ["--max_epochs", "-2"], None, ["--max_epochs -2"], id="max-epochs"),
     pytest.param("main", ["--max_steps", "-2"], None, ["--max_steps -2"], id="max-steps"),
@@ -56,38 +83,81 @@ CONFIG_CASES = [
     pytest.param("main", ["--projection_dim", "0"], None, ["--projection_dim 0"], id="projection-dim"),
     pytest.param("main", ["--seed", "-1"], None, ["--seed -1"], id="seed"),
     pytest.param("main", ["--synthetic_tracks", "2"], None, ["--synthetic_tracks 2", ">= 3"], id="synthetic-tracks"),
-    pytest.param("main", ["--synthetic_duration", "1"], None, ["--synthetic_duration 1", "one crop"],
-                 id="synthetic-duration"),
+    pytest.param(
+        "main", ["--synthetic_duration", "1"], None, ["--synthetic_duration 1", "one crop"], id="synthetic-duration"
+    ),
     pytest.param("main", ["--num_nodes", "0"], None, ["--num_nodes 0"], id="num-nodes"),
-    pytest.param("main", ["--accelerator", "cpu", "--devices", "0,1"], None, ["--devices '0,1'", "on the CPU"],
-                 id="devices-on-cpu"),
+    pytest.param(
+        "main",
+        ["--accelerator", "cpu", "--devices", "0,1"],
+        None,
+        ["--devices '0,1'", "on the CPU"],
+        id="devices-on-cpu",
+    ),
     pytest.param("main", ["--strategy", "bogus"], None, ["--strategy 'bogus'", "ddp"], id="strategy-unknown"),
-    pytest.param("main", ["--strategy", "deepspeed"], None, ["--strategy 'deepspeed'", "cannot be used here"],
-                 id="strategy-missing-package"),
+    pytest.param(
+        "main",
+        ["--strategy", "deepspeed"],
+        None,
+        ["--strategy 'deepspeed'", "cannot be used here"],
+        id="strategy-missing-package",
+    ),
     pytest.param("main", ["--finetuner_batch_size", "0"], None, ["--finetuner_batch_size 0"], id="finetuner-batch"),
-    pytest.param("linear_evaluation", ["--finetuner_max_epochs", "0", "--checkpoint_path", "random"], None,
-                 ["--finetuner_max_epochs 0"], id="finetuner-epochs"),
-    pytest.param("main", ["--early_stopping_patience", "-1", "--supervised", "1"], None,
-                 ["--early_stopping_patience -1"], id="patience"),
+    pytest.param(
+        "linear_evaluation",
+        ["--finetuner_max_epochs", "0", "--checkpoint_path", "random"],
+        None,
+        ["--finetuner_max_epochs 0"],
+        id="finetuner-epochs",
+    ),
+    pytest.param(
+        "main",
+        ["--early_stopping_patience", "-1", "--supervised", "1"],
+        None,
+        ["--early_stopping_patience -1"],
+        id="patience",
+    ),
     pytest.param("main", ["--check_val_every_n_epoch", "0"], None, ["--check_val_every_n_epoch 0"], id="val-every"),
     pytest.param("main", ["--optimizer", "SGD"], None, ["--optimizer 'SGD'", "Adam or LARS"], id="optimizer"),
     pytest.param("main", ["--finetuner_protocol", "crops"], None, ["--finetuner_protocol 'crops'"], id="protocol"),
-    pytest.param("main", ["--mtat_split", "won2020"], None, ["unknown MagnaTagATune split 'won2020'", "--mtat_split"],
-                 id="mtat-split"),
-    pytest.param("export", ["--opset", "5", "--checkpoint_path", "encoder.ckpt"], None, ["--opset 5", "[16, "],
-                 id="export-opset"),
-    pytest.param("export", ["--tolerance", "0", "--checkpoint_path", "encoder.ckpt"], None, ["--tolerance 0"],
-                 id="export-tolerance"),
-    pytest.param("predict", ["--top_k", "0", "song.wav", "--checkpoint_path", "encoder.ckpt"], None, ["--top_k 0"],
-                 id="predict-top-k"),
-    pytest.param("preprocess", ["--sample_rate", "0", "--dataset", "audio"], None, ["--sample_rate 0"],
-                 id="preprocess-sample-rate"),
+    pytest.param(
+        "main",
+        ["--mtat_split", "won2020"],
+        None,
+        ["unknown MagnaTagATune split 'won2020'", "--mtat_split"],
+        id="mtat-split",
+    ),
+    pytest.param(
+        "export", ["--opset", "5", "--checkpoint_path", "encoder.ckpt"], None, ["--opset 5", "[16, "], id="export-opset"
+    ),
+    pytest.param(
+        "export",
+        ["--tolerance", "0", "--checkpoint_path", "encoder.ckpt"],
+        None,
+        ["--tolerance 0"],
+        id="export-tolerance",
+    ),
+    pytest.param(
+        "predict",
+        ["--top_k", "0", "song.wav", "--checkpoint_path", "encoder.ckpt"],
+        None,
+        ["--top_k 0"],
+        id="predict-top-k",
+    ),
+    pytest.param(
+        "preprocess",
+        ["--sample_rate", "0", "--dataset", "audio"],
+        None,
+        ["--sample_rate 0"],
+        id="preprocess-sample-rate",
+    ),
 ]
 
 
 @pytest.mark.parametrize("script,flags,config_text,mentions", CONFIG_CASES)
-def test_a_bad_option_is_refused_before_any_work(run_script, no_gpu, tmp_path, monkeypatch, script, flags,
-                                                 config_text, mentions):
+def test_a_bad_option_is_refused_before_any_work(
+    run_script, no_gpu, tmp_path, monkeypatch, script, flags, config_text, mentions
+):
     monkeypatch.chdir(tmp_path)
     before = [tmp_path / "bad.yaml"] if config_text is not None else []
     if config_text is not None:
@@ -107,30 +177,74 @@ CHECKPOINT_CASES = [
     ("text file", "main", ["--checkpoint_path", "{text}"], ["{text}", "not a PyTorch checkpoint"]),
     ("truncated checkpoint", "main", ["--checkpoint_path", "{truncated}"], ["{truncated}", "truncated"]),
     ("code in the pickle", "main", ["--checkpoint_path", "{runs_code}"], ["{runs_code}", "refusing", "run code"]),
-    ("code in the pickle, as last.ckpt of --resume 1", "main", ["--resume", "1"],
-     ["--resume 1 from {tmp}/runs/tiny/checkpoints/last.ckpt", "refusing", "run code"]),
-    ("a bare state dict", "main", ["--checkpoint_path", "{bare_state_dict}"],
-     ["{bare_state_dict}", "a bare state dict", "not a training checkpoint"]),
-    ("a probe head", "main", ["--checkpoint_path", "{probe_head}"],
-     ["{probe_head}", "a probe-head checkpoint", "pre-training continues a pre-training checkpoint"]),
-    ("a supervised checkpoint to pre-training", "main", ["--checkpoint_path", "{supervised}"],
-     ["{supervised}", "a supervised-baseline checkpoint", "pre-training continues a pre-training checkpoint"]),
-    ("a pre-training checkpoint to --supervised 1", "main", ["--supervised", "1", "--checkpoint_path", "{pretrain}"],
-     ["{pretrain}", "a pre-training checkpoint", "--supervised 1 continues a supervised-baseline checkpoint"]),
-    ("another projection_dim", "main", ["--checkpoint_path", "{projection_32}"],
-     ["{projection_32}", "another architecture", "model.projector.2.weight has shape (32, 512), expected (64, 512)"]),
-    ("weights without training state", "main", ["--checkpoint_path", "{weights_only}"],
-     ["{weights_only}", "without optimizer_states"]),
+    (
+        "code in the pickle, as last.ckpt of --resume 1",
+        "main",
+        ["--resume", "1"],
+        ["--resume 1 from {tmp}/runs/tiny/checkpoints/last.ckpt", "refusing", "run code"],
+    ),
+    (
+        "a bare state dict",
+        "main",
+        ["--checkpoint_path", "{bare_state_dict}"],
+        ["{bare_state_dict}", "a bare state dict", "not a training checkpoint"],
+    ),
+    (
+        "a probe head",
+        "main",
+        ["--checkpoint_path", "{probe_head}"],
+        ["{probe_head}", "a probe-head checkpoint", "pre-training continues a pre-training checkpoint"],
+    ),
+    (
+        "a supervised checkpoint to pre-training",
+        "main",
+        ["--checkpoint_path", "{supervised}"],
+        ["{supervised}", "a supervised-baseline checkpoint", "pre-training continues a pre-training checkpoint"],
+    ),
+    (
+        "a pre-training checkpoint to --supervised 1",
+        "main",
+        ["--supervised", "1", "--checkpoint_path", "{pretrain}"],
+        ["{pretrain}", "a pre-training checkpoint", "--supervised 1 continues a supervised-baseline checkpoint"],
+    ),
+    (
+        "another projection_dim",
+        "main",
+        ["--checkpoint_path", "{projection_32}"],
+        ["{projection_32}", "another architecture", "model.projector.2.weight has shape (32, 512), expected (64, 512)"],
+    ),
+    (
+        "weights without training state",
+        "main",
+        ["--checkpoint_path", "{weights_only}"],
+        ["{weights_only}", "without optimizer_states"],
+    ),
     ("another optimiser", "main", ["--checkpoint_path", "{lars}"], ["{lars}", "trained with --optimizer LARS"]),
     ("NaN weights to resume", "main", ["--checkpoint_path", "{nan_pretrain}"], ["{nan_pretrain}", "NaN or Inf"]),
-    ("NaN encoder to probe", "linear_evaluation", ["--checkpoint_path", "{nan_pretrain}", "--log_dir", "{tmp}/runs"],
-     ["--checkpoint_path {nan_pretrain}", "encoder weights hold NaN or Inf"]),
-    ("NaN encoder to embed", "predict", ["{tmp}/song.wav", "--checkpoint_path", "{nan_pretrain}", "--embeddings",
-                                         "{tmp}/embeddings"], ["--checkpoint_path {nan_pretrain}", "NaN or Inf"]),
-    ("NaN encoder to export", "export", ["--checkpoint_path", "{nan_pretrain}", "--out", "{tmp}/exports"],
-     ["--checkpoint_path {nan_pretrain}", "NaN or Inf"]),
-    ("NaN probe head", "predict", ["{tmp}/song.wav", "--checkpoint_path", "{pretrain}", "--finetuner_checkpoint_path",
-                                   "{nan_head}"], ["--finetuner_checkpoint_path {nan_head}", "probe-head weights hold NaN"]),
+    (
+        "NaN encoder to probe",
+        "linear_evaluation",
+        ["--checkpoint_path", "{nan_pretrain}", "--log_dir", "{tmp}/runs"],
+        ["--checkpoint_path {nan_pretrain}", "encoder weights hold NaN or Inf"],
+    ),
+    (
+        "NaN encoder to embed",
+        "predict",
+        ["{tmp}/song.wav", "--checkpoint_path", "{nan_pretrain}", "--embeddings", "{tmp}/embeddings"],
+        ["--checkpoint_path {nan_pretrain}", "NaN or Inf"],
+    ),
+    (
+        "NaN encoder to export",
+        "export",
+        ["--checkpoint_path", "{nan_pretrain}", "--out", "{tmp}/exports"],
+        ["--checkpoint_path {nan_pretrain}", "NaN or Inf"],
+    ),
+    (
+        "NaN probe head",
+        "predict",
+        ["{tmp}/song.wav", "--checkpoint_path", "{pretrain}", "--finetuner_checkpoint_path", "{nan_head}"],
+        ["--finetuner_checkpoint_path {nan_head}", "probe-head weights hold NaN"],
+    ),
 ]
 
 
@@ -166,8 +280,9 @@ def bad_checkpoints(tmp_path_factory) -> dict[str, Path]:
     files = {"marker": folder / "code_ran"}
     pretrain = _saved(contrastive_module(cfg, SampleCNN(out_dim=11)), folder / "pretrain.ckpt", cfg)
     files["pretrain"] = pretrain
-    files["supervised"] = _saved(supervised_module(cfg, SampleCNN(supervised=True, out_dim=11), multilabel=True),
-                                 folder / "supervised.ckpt", cfg)
+    files["supervised"] = _saved(
+        supervised_module(cfg, SampleCNN(supervised=True, out_dim=11), multilabel=True), folder / "supervised.ckpt", cfg
+    )
     cfg32 = load_config(["--log_dir", str(folder / "runs"), "--accelerator", "cpu", "--projection_dim", "32"])
     files["projection_32"] = _saved(contrastive_module(cfg32, SampleCNN(out_dim=11)), folder / "p32.ckpt", cfg32)
     lars = load_config(["--log_dir", str(folder / "runs"), "--accelerator", "cpu", "--optimizer", "LARS"])
@@ -187,8 +302,10 @@ def bad_checkpoints(tmp_path_factory) -> dict[str, Path]:
     head = {"model.0.weight": torch.zeros(11, 512), "model.0.bias": torch.zeros(11)}
     torch.save({"state_dict": head, "optimizer_states": [], "epoch": 3, "global_step": 30}, files["probe_head"])
     files["nan_head"] = folder / "nan_head.ckpt"
-    torch.save({"state_dict": {"model.0.weight": torch.full((11, 512), float("nan")),
-                               "model.0.bias": torch.zeros(11)}}, files["nan_head"])
+    torch.save(
+        {"state_dict": {"model.0.weight": torch.full((11, 512), float("nan")), "model.0.bias": torch.zeros(11)}},
+        files["nan_head"],
+    )
     checkpoint = torch.load(pretrain, weights_only=True)
     del checkpoint["optimizer_states"]
     files["weights_only"] = folder / "weights_only.ckpt"
@@ -201,8 +318,9 @@ def bad_checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("case,script,flags,mentions", CHECKPOINT_CASES, ids=[c[0] for c in CHECKPOINT_CASES])
-def test_a_bad_checkpoint_is_refused_in_one_line(case, script, flags, mentions, bad_checkpoints, tmp_path, tiny_main,
-                                                 run_script, monkeypatch):
+def test_a_bad_checkpoint_is_refused_in_one_line(
+    case, script, flags, mentions, bad_checkpoints, tmp_path, tiny_main, run_script, monkeypatch
+):
     def fill(text: str) -> str:
         return text.format(tmp=tmp_path, **bad_checkpoints)
 
@@ -353,15 +471,31 @@ def _locked_input(files: Files) -> list[str]:
 
 
 def _locked_reported(files: Files, result: ScriptResult) -> None:
-    assert [(Path(f["input"]).name, f["reason"]) for f in _manifest(files)["failed"]] == \
-        [("locked.wav", "cannot read audio (permission denied)")]
+    assert [(Path(f["input"]).name, f["reason"]) for f in _manifest(files)["failed"]] == [
+        ("locked.wav", "cannot read audio (permission denied)")
+    ]
 
 
 def _train_on(files: Files) -> list[str]:
     files.wav(NOT_UTF8), files.wav("nan.wav", poison=np.nan), files.wav("z_valid.wav")  # 2 train tracks, 1 held out
-    return ["--dataset", "audio", "--dataset_dir", str(files.music()), "--batch_size", "2", "--max_epochs", "1",
-            "--limit_val_batches", "0", "--accelerator", "cpu", "--log_dir", str(files.tmp / "runs"),
-            "--run_name", "hostile"]
+    return [
+        "--dataset",
+        "audio",
+        "--dataset_dir",
+        str(files.music()),
+        "--batch_size",
+        "2",
+        "--max_epochs",
+        "1",
+        "--limit_val_batches",
+        "0",
+        "--accelerator",
+        "cpu",
+        "--log_dir",
+        str(files.tmp / "runs"),
+        "--run_name",
+        "hostile",
+    ]
 
 
 def _trained_finite(files: Files, result: ScriptResult) -> None:
@@ -428,43 +562,83 @@ def _full(files: Files) -> Path:
 
 
 def _probe_into_read_only(files: Files) -> list[str]:
-    return ["--checkpoint_path", "random", "--dataset", "synthetic", "--dataset_dir", str(files.tmp / "data"),
-            "--log_dir", str(files.folders.read_only("ro") / "runs")]
+    return [
+        "--checkpoint_path",
+        "random",
+        "--dataset",
+        "synthetic",
+        "--dataset_dir",
+        str(files.tmp / "data"),
+        "--log_dir",
+        str(files.folders.read_only("ro") / "runs"),
+    ]
 
 
 FILE_CASES = [
-    pytest.param(FileCase("preprocess", _nan_and_inf, check=_converted_only_good),
-                 id="preprocess-nan-and-inf-samples-failed-by-name"),
-    pytest.param(FileCase("preprocess", _odd_names, check=_all_converted),
-                 id="preprocess-names-not-utf8-spaces-unicode"),
+    pytest.param(
+        FileCase("preprocess", _nan_and_inf, check=_converted_only_good),
+        id="preprocess-nan-and-inf-samples-failed-by-name",
+    ),
+    pytest.param(
+        FileCase("preprocess", _odd_names, check=_all_converted), id="preprocess-names-not-utf8-spaces-unicode"
+    ),
     pytest.param(FileCase("preprocess", _colliding, check=_distinct_outputs), id="preprocess-colliding-output-names"),
-    pytest.param(FileCase("preprocess", _into_read_only, refused=("{ro}/out", "--output_dir", "Read-only file system")),
-                 id="preprocess-read-only-output"),
-    pytest.param(FileCase("preprocess", _into_full, refused=("{small}", "--output_dir", "No space left on device")),
-                 id="preprocess-full-output"),
-    pytest.param(FileCase("preprocess", _filling_up, refused=("{small}/2.wav", "No space left on device")),
-                 id="preprocess-disk-fills-mid-way"),
-    pytest.param(FileCase("preprocess", _locked_input, check=_locked_reported, unprivileged=True),
-                 id="preprocess-input-permission-denied"),
-    pytest.param(FileCase("main", _train_on, skipped=("nan.wav: holds NaN",), check=_trained_finite),
-                 id="main-nan-track-and-name-not-utf8"),
-    pytest.param(FileCase("predict", _tag, skipped=("nan.wav: holds NaN",), check=_tagged_good_only),
-                 id="predict-nan-samples-skipped"),
+    pytest.param(
+        FileCase("preprocess", _into_read_only, refused=("{ro}/out", "--output_dir", "Read-only file system")),
+        id="preprocess-read-only-output",
+    ),
+    pytest.param(
+        FileCase("preprocess", _into_full, refused=("{small}", "--output_dir", "No space left on device")),
+        id="preprocess-full-output",
+    ),
+    pytest.param(
+        FileCase("preprocess", _filling_up, refused=("{small}/2.wav", "No space left on device")),
+        id="preprocess-disk-fills-mid-way",
+    ),
+    pytest.param(
+        FileCase("preprocess", _locked_input, check=_locked_reported, unprivileged=True),
+        id="preprocess-input-permission-denied",
+    ),
+    pytest.param(
+        FileCase("main", _train_on, skipped=("nan.wav: holds NaN",), check=_trained_finite),
+        id="main-nan-track-and-name-not-utf8",
+    ),
+    pytest.param(
+        FileCase("predict", _tag, skipped=("nan.wav: holds NaN",), check=_tagged_good_only),
+        id="predict-nan-samples-skipped",
+    ),
     pytest.param(FileCase("predict", _tag_odd_name, check=_shown_escaped), id="predict-name-not-utf8"),
-    pytest.param(FileCase("predict", _embed, skipped=("b_nan.wav: holds NaN",), check=_embedded_finite),
-                 id="embeddings-nan-samples-and-name-not-utf8"),
-    pytest.param(FileCase("predict", _embed_into_read_only, refused=("{ro}/emb", "--embeddings", "Read-only")),
-                 id="embeddings-read-only-output"),
-    pytest.param(FileCase("predict", _embed_filling_up, refused=("{small}/", "No space left on device")),
-                 id="embeddings-disk-fills-mid-way"),
-    pytest.param(FileCase("predict", _taggram_into_read_only, refused=("{ro}", "--taggram", "Read-only")),
-                 id="predict-taggram-read-only"),
-    pytest.param(FileCase("export", _export_into(lambda f: f.folders.read_only("ro") / "exports"),
-                          refused=("{ro}/exports", "--out", "Read-only")), id="export-read-only-out"),
-    pytest.param(FileCase("export", _export_into(_full), refused=("{small}", "--out", "No space left")),
-                 id="export-full-out"),
-    pytest.param(FileCase("linear_evaluation", _probe_into_read_only, refused=("{ro}/runs", "--log_dir", "Read-only")),
-                 id="linear-evaluation-read-only-log-dir"),
+    pytest.param(
+        FileCase("predict", _embed, skipped=("b_nan.wav: holds NaN",), check=_embedded_finite),
+        id="embeddings-nan-samples-and-name-not-utf8",
+    ),
+    pytest.param(
+        FileCase("predict", _embed_into_read_only, refused=("{ro}/emb", "--embeddings", "Read-only")),
+        id="embeddings-read-only-output",
+    ),
+    pytest.param(
+        FileCase("predict", _embed_filling_up, refused=("{small}/", "No space left on device")),
+        id="embeddings-disk-fills-mid-way",
+    ),
+    pytest.param(
+        FileCase("predict", _taggram_into_read_only, refused=("{ro}", "--taggram", "Read-only")),
+        id="predict-taggram-read-only",
+    ),
+    pytest.param(
+        FileCase(
+            "export",
+            _export_into(lambda f: f.folders.read_only("ro") / "exports"),
+            refused=("{ro}/exports", "--out", "Read-only"),
+        ),
+        id="export-read-only-out",
+    ),
+    pytest.param(
+        FileCase("export", _export_into(_full), refused=("{small}", "--out", "No space left")), id="export-full-out"
+    ),
+    pytest.param(
+        FileCase("linear_evaluation", _probe_into_read_only, refused=("{ro}/runs", "--log_dir", "Read-only")),
+        id="linear-evaluation-read-only-log-dir",
+    ),
 ]
 
 

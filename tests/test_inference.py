@@ -1,4 +1,5 @@
 """Whole files through the encoder (clmr/inference.py): resampling, chunk scores, padding, batching."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +35,7 @@ def test_whole_track_score_is_the_mean_of_its_chunk_probabilities(model, tmp_pat
     assert pred.chunk_probs.shape == (2, len(TAGS))  # the last half chunk is not scored, as in evaluation
     np.testing.assert_allclose(pred.probs, pred.chunk_probs.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(pred.times_ms, (np.arange(2) * L + L / 2) * 1000 / SR, rtol=1e-6)
-    chunks = torch.from_numpy(music_like(int(2.5 * L), SR, 7)[:2 * L].reshape(2, L))
+    chunks = torch.from_numpy(music_like(int(2.5 * L), SR, 7)[: 2 * L].reshape(2, L))
     np.testing.assert_allclose(pred.chunk_probs, model.tag_probabilities(model.embed_chunks(chunks)), atol=1e-6)
 
 
@@ -44,8 +45,7 @@ def test_a_file_shorter_than_a_chunk_is_padded_and_one_under_half_a_chunk_is_too
     padded, short = predict_files([tmp_path / "two_seconds.wav", tmp_path / "one_second.wav"], model)
     assert padded.chunk_probs.shape == (1, len(TAGS))  # zero-padded to one chunk, as evaluation pads
     audio = torch.from_numpy(sf.read(tmp_path / "two_seconds.wav", dtype="float32")[0])[None]
-    np.testing.assert_allclose(padded.probs, model.tag_probabilities(get_scene_embeddings(audio, model))[0],
-                               atol=1e-6)
+    np.testing.assert_allclose(padded.probs, model.tag_probabilities(get_scene_embeddings(audio, model))[0], atol=1e-6)
     assert "one_second.wav: too short (1.00 s; at least 1.34 s" in short.error
 
 

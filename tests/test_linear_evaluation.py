@@ -1,4 +1,5 @@
 """linear_evaluation.py end to end: synthetic tags, a single-label dataset, head reload, cache reuse, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -14,19 +15,32 @@ import linear_evaluation
 from clmr import cli
 from clmr.datasets import REGISTRY
 from clmr.datasets.dataset import AudioDataset, DatasetError
-from conftest import event_tags
+from conftest import assert_finite_json, event_tags
 from conftest import random_encoder_checkpoint as encoder_checkpoint
 
 
 def synthetic(tmp: Path, *extra: str) -> list[str]:
-    return ["--dataset", "synthetic", "--dataset_dir", str(tmp / "data"), "--log_dir", str(tmp / "runs"),
-            "--synthetic_tracks", "24", "--synthetic_duration", "3.0", "--finetuner_max_epochs", "2",
-            "--accelerator", "cpu", *extra]
+    return [
+        "--dataset",
+        "synthetic",
+        "--dataset_dir",
+        str(tmp / "data"),
+        "--log_dir",
+        str(tmp / "runs"),
+        "--synthetic_tracks",
+        "24",
+        "--synthetic_duration",
+        "3.0",
+        "--finetuner_max_epochs",
+        "2",
+        "--accelerator",
+        "cpu",
+        *extra,
+    ]
 
 
 def results_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
-
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +73,33 @@ def test_probe_writes_results_json_png_head_and_tensorboard(synthetic_run):
     assert not list(run_dir.glob(".*tmp*"))  # results written atomically
 
 
+def test_every_metric_has_a_finite_bootstrap_interval_in_results_json_and_the_printout(synthetic_run, capsys):
+    tmp, ckpt = synthetic_run
+    results = results_of(tmp / "runs" / "linear_synthetic")
+    assert_finite_json(results)
+    assert set(results["metrics_ci"]) == set(results["metrics"])
+    for lo, hi in results["metrics_ci"].values():
+        assert 0 <= lo <= hi <= 1
+    assert results["bootstrap"]["resamples"] == 1000 and results["bootstrap"]["seed"] == results["config"]["seed"]
+    saved = np.load(results["outputs"]["test_scores"])
+    assert saved["scores"].shape == (results["dataset"]["splits"]["test"]["tracks"], 11)
+    from clmr.probe import format_results
+
+    text = format_results(results)
+    assert "95% interval" in text and "1000 resamples" in text
+    roc = results["metrics_ci"]["roc_auc"]
+    assert f"[{100 * roc[0]:.1f}, {100 * roc[1]:.1f}]" in text
+
+
 def test_reloading_the_head_skips_training_and_extraction_and_gives_the_same_scores(synthetic_run, capsys):
     tmp, ckpt = synthetic_run
     first = results_of(tmp / "runs" / "linear_synthetic")
     best = tmp / "runs" / "linear_synthetic" / "checkpoints" / "best.ckpt"
-    linear_evaluation.main(synthetic(tmp, "--checkpoint_path", str(ckpt), "--run_name", "reloaded",
-                                     "--finetuner_checkpoint_path", str(best)))
+    linear_evaluation.main(
+        synthetic(
+            tmp, "--checkpoint_path", str(ckpt), "--run_name", "reloaded", "--finetuner_checkpoint_path", str(best)
+        )
+    )
     again = results_of(tmp / "runs" / "reloaded")
     assert again["head"]["trained"] is False
     assert all(r["cached"] for r in again["representations"].values())
@@ -75,13 +110,28 @@ def test_reloading_the_head_skips_training_and_extraction_and_gives_the_same_sco
 
 def test_mlp_head_chunks_protocol_and_label_fraction(synthetic_run):
     tmp, ckpt = synthetic_run
-    linear_evaluation.main(synthetic(tmp, "--checkpoint_path", str(ckpt), "--run_name", "mlp", "--finetuner_mlp", "1",
-                                     "--finetuner_protocol", "chunks", "--finetuner_label_fraction", "0.5"))
+    linear_evaluation.main(
+        synthetic(
+            tmp,
+            "--checkpoint_path",
+            str(ckpt),
+            "--run_name",
+            "mlp",
+            "--finetuner_mlp",
+            "1",
+            "--finetuner_protocol",
+            "chunks",
+            "--finetuner_label_fraction",
+            "0.5",
+        )
+    )
     results = results_of(tmp / "runs" / "mlp")
     assert results["head"]["type"] == "mlp" and results["protocol"] == "chunks"
-    assert results["dataset"]["splits"]["train"]["tracks_used"] == round(0.5 * results["dataset"]["splits"]["train"]["tracks"])
-    assert results["representations"]["test"]["cached"]          # the test chunks are shared with the clmr protocol
-    assert not results["representations"]["train"]["cached"]     # chunks of the training tracks are new
+    assert results["dataset"]["splits"]["train"]["tracks_used"] == round(
+        0.5 * results["dataset"]["splits"]["train"]["tracks"]
+    )
+    assert results["representations"]["test"]["cached"]  # the test chunks are shared with the clmr protocol
+    assert not results["representations"]["train"]["cached"]  # chunks of the training tracks are new
     state = torch.load(tmp / "runs" / "mlp" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
     assert sorted(state) == ["model.0.bias", "model.0.weight", "model.2.bias", "model.2.weight"]
 
@@ -90,8 +140,19 @@ def test_a_head_of_the_other_kind_is_a_clear_error(synthetic_run):
     tmp, ckpt = synthetic_run
     best = tmp / "runs" / "linear_synthetic" / "checkpoints" / "best.ckpt"
     with pytest.raises(Exception, match="a linear head; pass --finetuner_mlp 0"):
-        linear_evaluation.main(synthetic(tmp, "--checkpoint_path", str(ckpt), "--run_name", "x",
-                                         "--finetuner_mlp", "1", "--finetuner_checkpoint_path", str(best)))
+        linear_evaluation.main(
+            synthetic(
+                tmp,
+                "--checkpoint_path",
+                str(ckpt),
+                "--run_name",
+                "x",
+                "--finetuner_mlp",
+                "1",
+                "--finetuner_checkpoint_path",
+                str(best),
+            )
+        )
 
 
 # -- a single-label dataset -----------------------------------------------------------------------
@@ -113,7 +174,7 @@ class Genres(AudioDataset):
             path = folder / f"{k}.wav"
             if not path.exists():
                 t = np.arange(int(audio_length * 1.2)) / sample_rate
-                tone = 0.3 * np.sin(2 * np.pi * (110 * 4 ** label) * t) + 0.01 * rng.standard_normal(t.size)
+                tone = 0.3 * np.sin(2 * np.pi * (110 * 4**label) * t) + 0.01 * rng.standard_normal(t.size)
                 sf.write(path, tone.astype(np.float32), sample_rate, subtype="FLOAT")
             self.files.append(path)
         self.targets = np.asarray(labels, dtype=np.int64)
@@ -126,9 +187,24 @@ def genres(monkeypatch):
 
 def test_single_label_dataset_reports_accuracy_and_compares_with_a_random_encoder(tmp_path, genres, capsys):
     ckpt = encoder_checkpoint(tmp_path / "last.ckpt", seed=1)
-    linear_evaluation.main(["--dataset", "genres", "--dataset_dir", str(tmp_path / "data"),
-                            "--log_dir", str(tmp_path / "runs"), "--finetuner_max_epochs", "2",
-                            "--accelerator", "cpu", "--checkpoint_path", str(ckpt), "--compare_random", "1"])
+    linear_evaluation.main(
+        [
+            "--dataset",
+            "genres",
+            "--dataset_dir",
+            str(tmp_path / "data"),
+            "--log_dir",
+            str(tmp_path / "runs"),
+            "--finetuner_max_epochs",
+            "2",
+            "--accelerator",
+            "cpu",
+            "--checkpoint_path",
+            str(ckpt),
+            "--compare_random",
+            "1",
+        ]
+    )
     pretrained = results_of(tmp_path / "runs" / "linear_genres")
     baseline = results_of(tmp_path / "runs" / "linear_genres_random")
     assert set(pretrained["metrics"]) == {"accuracy", "roc_auc", "pr_auc"}
@@ -136,6 +212,15 @@ def test_single_label_dataset_reports_accuracy_and_compares_with_a_random_encode
     assert baseline["encoder"]["checkpoint_path"] == "random"
     out = capsys.readouterr().out
     assert "What pre-training bought" in out and "random init encoder" in out and "accuracy" in out
+    comparison = pretrained["comparison"]
+    assert set(comparison["difference"]) == {"accuracy", "roc_auc", "pr_auc"}
+    assert_finite_json(pretrained)
+    for key, entry in comparison["difference"].items():
+        assert entry["difference"] == pytest.approx(pretrained["metrics"][key] - baseline["metrics"][key])
+        lo, hi = entry["ci"]
+        assert lo <= hi and entry["excludes_zero"] == (lo > 0 or hi < 0)
+        assert comparison["verdicts"][key] in out
+    assert "Paired difference, pre-trained - random" in out and "same 1000 bootstrap resamples" in out
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -146,8 +231,18 @@ def test_an_unlabelled_dataset_is_a_clear_error(tmp_path):
         sf.write(folder / f"{k}.wav", np.zeros(60000, dtype=np.float32), 22050)
     ckpt = encoder_checkpoint(tmp_path / "last.ckpt")
     with pytest.raises(DatasetError, match="needs a labelled dataset"):
-        linear_evaluation.main(["--dataset", "audio", "--dataset_dir", str(folder), "--log_dir", str(tmp_path / "runs"),
-                                "--checkpoint_path", str(ckpt)])
+        linear_evaluation.main(
+            [
+                "--dataset",
+                "audio",
+                "--dataset_dir",
+                str(folder),
+                "--log_dir",
+                str(tmp_path / "runs"),
+                "--checkpoint_path",
+                str(ckpt),
+            ]
+        )
 
 
 def test_run_name_that_would_overwrite_the_encoders_checkpoints_is_refused(tmp_path):
@@ -155,14 +250,20 @@ def test_run_name_that_would_overwrite_the_encoders_checkpoints_is_refused(tmp_p
     ckpt_dir.mkdir(parents=True)
     ckpt = encoder_checkpoint(ckpt_dir / "last.ckpt")
     with pytest.raises(Exception, match="would overwrite the encoder's"):
-        linear_evaluation.main(["--log_dir", str(tmp_path / "runs"), "--run_name", "demo", "--checkpoint_path", str(ckpt)])
+        linear_evaluation.main(
+            ["--log_dir", str(tmp_path / "runs"), "--run_name", "demo", "--checkpoint_path", str(ckpt)]
+        )
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "--checkpoint_path is required"),
-    (["--checkpoint_path", "missing.ckpt"], "missing.ckpt: file not found"),
-    (["--checkpoint_path", "random", "--compare_random", "1"], "--compare_random 1 compares"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "--checkpoint_path is required"),
+        (["--checkpoint_path", "missing.ckpt"], "missing.ckpt: file not found"),
+        (["--checkpoint_path", "random", "--compare_random", "1"], "--compare_random 1 compares"),
+        (["--checkpoint_path", "random", "--bootstrap_resamples", "0"], "--bootstrap_resamples 0"),
+    ],
+)
 def test_command_line_errors_are_one_line_and_exit_1(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["linear_evaluation.py", "--log_dir", str(tmp_path), *args])
@@ -193,7 +294,10 @@ def test_a_head_written_by_main_at_0739081_is_reloaded_by_the_probe(synthetic_ru
     from conftest import OLD_HEAD
 
     tmp, ckpt = synthetic_run
-    linear_evaluation.main(synthetic(tmp, "--checkpoint_path", str(ckpt), "--run_name", "old_head",
-                                     "--finetuner_checkpoint_path", str(OLD_HEAD)))
+    linear_evaluation.main(
+        synthetic(
+            tmp, "--checkpoint_path", str(ckpt), "--run_name", "old_head", "--finetuner_checkpoint_path", str(OLD_HEAD)
+        )
+    )
     results = results_of(tmp / "runs" / "old_head")
     assert results["head"]["trained"] is False and results["head"]["checkpoint"] == str(OLD_HEAD)

@@ -1,5 +1,6 @@
 """Training data path and step settings: batch shapes, random window crops per item, view and worker, worker
 seeding, pinning, auto workers, and the auto precision."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,6 @@ def offsets(views: torch.Tensor) -> list[int]:
     return [int(v) for v in torch.round(first * 32768)]
 
 
-
-
 @pytest.fixture
 def ramps(tmp_path) -> Ramps:
     return Ramps(tmp_path, 10)
@@ -53,7 +52,9 @@ def test_crop_loader_yields_pairs_of_float32_crops_and_drops_the_last_partial_ba
     for views in batches:
         assert views.shape == (4, 2, 1, CROP) and views.dtype == torch.float32 and views.is_contiguous()
         for crop in views.reshape(-1, CROP):  # each crop is a contiguous window of the ramp
-            np.testing.assert_array_equal(torch.round(crop * 32768).numpy(), np.arange(CROP) + round(float(crop[0]) * 32768))
+            np.testing.assert_array_equal(
+                torch.round(crop * 32768).numpy(), np.arange(CROP) + round(float(crop[0]) * 32768)
+            )
 
 
 def test_evaluation_loader_keeps_every_track_in_order(ramps):
@@ -107,7 +108,7 @@ def test_training_batches_stay_finite_when_a_track_holds_nan_with_worker_process
         sf.write(str(tmp_path / f"t{k}.wav"), x, SR, subtype="FLOAT")
     dataset = AudioFolder(tmp_path, "train", SR, CROP)  # t5 is held out
     loader = training_loader(dataset, config(batch_size=5, workers=2), train=True, n_views=2)
-    (views, _), = list(loader)
+    ((views, _),) = list(loader)
     assert torch.isfinite(views).all()
     assert sorted(round(float(v.mean()), 1) for v in views) == [0.1, 0.2, 0.4, 0.4, 0.5]  # t3 stood in for t2
 
@@ -120,8 +121,7 @@ class Indices(torch.utils.data.Dataset):
         return torch.tensor([float(i)])
 
 
-@pytest.mark.parametrize("stop,limit", [("sigterm at step 8", None), ("sigterm at step 4", 4),
-                                        ("end of epoch 0", 4)])
+@pytest.mark.parametrize("stop,limit", [("sigterm at step 8", None), ("sigterm at step 4", 4), ("end of epoch 0", 4)])
 def test_a_resumed_run_trains_on_the_batches_the_stopped_run_had_not_reached(tmp_path, stop, limit):
     """Lightning restores a checkpoint's step counters; the loader's position in the epoch comes back with them.
 
@@ -164,11 +164,18 @@ def test_a_resumed_run_trains_on_the_batches_the_stopped_run_had_not_reached(tmp
     last = tmp_path / "last.ckpt"
 
     def fit(module, callbacks=(), ckpt_path=None, max_epochs=3) -> None:
-        Trainer(max_epochs=max_epochs, limit_train_batches=limit or 1.0, accelerator="cpu", logger=False,
-                enable_checkpointing=any(isinstance(c, LastCheckpoint) for c in callbacks),
-                enable_progress_bar=False, enable_model_summary=False,
-                callbacks=[*callbacks, EpochLength()], plugins=[AtomicCheckpointIO()],
-                default_root_dir=tmp_path).fit(module, loader(), ckpt_path=ckpt_path)
+        Trainer(
+            max_epochs=max_epochs,
+            limit_train_batches=limit or 1.0,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=any(isinstance(c, LastCheckpoint) for c in callbacks),
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[*callbacks, EpochLength()],
+            plugins=[AtomicCheckpointIO()],
+            default_root_dir=tmp_path,
+        ).fit(module, loader(), ckpt_path=ckpt_path)
 
     whole, first, second = Seen(), Seen(), Seen()
     fit(whole)

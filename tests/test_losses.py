@@ -1,4 +1,5 @@
 """NT-Xent equals simclr's reference implementation on the same inputs, for any batch size."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """main.py end to end on a tiny synthetic dataset: checkpoints, TensorBoard events, resume, bad input, SIGTERM and
 kill -9, a diverging loss, the run lock."""
+
 from __future__ import annotations
 
 import json
@@ -16,17 +17,13 @@ from pytorch_lightning import Callback
 
 import main
 from clmr.modules import ContrastiveLearning
-from conftest import assert_refused, event_tags, half_written
+from conftest import assert_refused, event_tags, half_written, tiny_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_run(tmp_path: Path, *extra: str) -> list[str]:
-    return ["--dataset", "synthetic", "--dataset_dir", str(tmp_path / "data"), "--log_dir", str(tmp_path / "runs"),
-            "--synthetic_tracks", "24", "--synthetic_duration", "3.0", "--batch_size", "4", "--max_epochs", "1",
-            "--limit_train_batches", "2", "--limit_val_batches", "1", "--log_every_n_steps", "1",
-            "--accelerator", "cpu", "--run_name", "tiny", *extra]
-
+    return tiny_flags(tmp_path / "data", tmp_path / "runs", *extra)
 
 
 def test_pretraining_writes_checkpoints_and_tensorboard_events(tmp_path):
@@ -58,21 +55,29 @@ def test_augmentation_in_workers_trains_too(tmp_path):
 
 def test_supervised_baseline_trains_sample_cnn_on_the_labels(tmp_path):
     main.main(tiny_run(tmp_path, "--supervised", "1"))
-    state = torch.load(tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt", map_location="cpu",
-                       weights_only=True)["state_dict"]
+    state = torch.load(tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)[
+        "state_dict"
+    ]
     assert state["model.fc.weight"].shape[1] == 512 and "model.sequential.0.0.weight" in state
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--dataset", "nope"], "unknown dataset 'nope'"),
-    (["--dataset", "audio", "--dataset_dir", "/nonexistent/folder"], "/nonexistent/folder: dataset folder not found"),
-    (["--augment_on", "gpu"], "--augment_on 'gpu'"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--dataset", "nope"], "unknown dataset 'nope'"),
+        (
+            ["--dataset", "audio", "--dataset_dir", "/nonexistent/folder"],
+            "/nonexistent/folder: dataset folder not found",
+        ),
+        (["--augment_on", "gpu"], "--augment_on 'gpu'"),
+    ],
+)
 def test_bad_input_is_one_clear_line_and_a_non_zero_exit(args, expected):
     result = run_script(*args)
     assert result.returncode == 1
@@ -90,7 +95,7 @@ def test_empty_audio_folder_is_a_clear_error(tmp_path):
 # -- checkpoints, resume, stops and the run lock ---------------------------------------------------------------
 STEPS_PER_EPOCH = 2  # tiny_main: --limit_train_batches 2
 ONE_STEP = ("--limit_train_batches", "1")  # for the tests that need epochs, not steps
-WAIT_S = 240         # for a subprocess run to reach a step, or to stop, on a loaded 2-core machine
+WAIT_S = 240  # for a subprocess run to reach a step, or to stop, on a loaded 2-core machine
 
 
 def load(path: Path) -> dict:
@@ -129,8 +134,13 @@ def test_last_checkpoint_is_the_final_epoch_even_when_valid_loss_worsens(tmp_pat
 
 
 def start_main(*flags: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "main.py"), *flags], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), *flags],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_step(path: Path, proc: subprocess.Popen, step: int) -> int:
@@ -218,14 +228,22 @@ def lock_file(tmp_path: Path) -> Path:
 
 def test_a_second_live_run_on_the_same_run_name_is_refused(tmp_path, tiny_main, run_script):
     lock = lock_file(tmp_path)
-    holder = subprocess.Popen([sys.executable, "-c", f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import fcntl, json, os, socket, sys, time
 fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)
 fcntl.flock(fd, fcntl.LOCK_EX)
 os.write(fd, json.dumps({{"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}}).encode())
 print("holding", flush=True)
 time.sleep(120)
-"""], stdout=subprocess.PIPE, text=True)
+""",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         result = run_script("main", *tiny_main())
@@ -260,8 +278,9 @@ def test_an_unwritable_log_dir_is_one_line_before_any_data_is_loaded(tmp_path, t
 
 
 @pytest.mark.parametrize("condition", ["read-only", "full"])
-def test_a_read_only_or_full_log_dir_is_one_line_before_any_data_is_loaded(tmp_path, tiny_main, run_script, folders,
-                                                                             condition):
+def test_a_read_only_or_full_log_dir_is_one_line_before_any_data_is_loaded(
+    tmp_path, tiny_main, run_script, folders, condition
+):
     if condition == "read-only":
         log_dir, reason = folders.read_only("logs"), "Read-only file system"
     else:
@@ -273,8 +292,9 @@ def test_a_read_only_or_full_log_dir_is_one_line_before_any_data_is_loaded(tmp_p
     assert not list(log_dir.rglob("run.lock"))
 
 
-def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, tiny_main, monkeypatch,
-                                                                                   run_script):
+def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_last_good_checkpoint(
+    tmp_path, tiny_main, monkeypatch, run_script
+):
     train_step = ContrastiveLearning.training_step
 
     def diverging(self, batch, batch_idx):  # the 2nd step, the last (and only) of epoch 1, diverges
@@ -283,8 +303,15 @@ def test_a_loss_that_becomes_nan_stops_training_and_keeps_the_last_good_checkpoi
 
     monkeypatch.setattr(ContrastiveLearning, "training_step", diverging)
     result = run_script("main", *tiny_main("--max_epochs", "3", *ONE_STEP))
-    assert_refused(result, "Train/loss became nan at step 2", "last good checkpoint", "--temperature",
-                   "learning rate", "NaN or Inf in the input audio", "fp16")
+    assert_refused(
+        result,
+        "Train/loss became nan at step 2",
+        "last good checkpoint",
+        "--temperature",
+        "learning rate",
+        "NaN or Inf in the input audio",
+        "fp16",
+    )
     checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
     kept = load(checkpoints / "last.ckpt")  # not even the end of epoch 1 was written
     assert kept["global_step"] == 1 and finite(kept["state_dict"])

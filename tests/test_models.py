@@ -1,4 +1,5 @@
 """SampleCNN: the CLMR layer stack, shapes, parameter count and the original module names."""
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,14 @@ def test_sample_cnn_without_fc_has_the_papers_parameter_count_and_512_features()
 
 def test_module_names_match_the_original_checkpoints():
     keys = set(SampleCNN(out_dim=10).state_dict())
-    assert {"sequential.0.0.weight", "sequential.0.1.running_mean", "sequential.9.0.weight",
-            "sequential.10.0.weight", "fc.weight", "fc.bias"} <= keys
+    assert {
+        "sequential.0.0.weight",
+        "sequential.0.1.running_mean",
+        "sequential.9.0.weight",
+        "sequential.10.0.weight",
+        "fc.weight",
+        "fc.bias",
+    } <= keys
     assert not any(k.startswith("sequential.11") for k in keys)
 
 

@@ -1,4 +1,5 @@
 """The Lightning modules (clmr/modules), as the stages build them (clmr/stages.py)."""
+
 from __future__ import annotations
 
 from conftest import config

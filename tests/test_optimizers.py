@@ -1,4 +1,5 @@
 """Optimisers (clmr/modules/optimizers.py): our LARS computes simclr's LARS step on the CPU, without its faults."""
+
 from __future__ import annotations
 
 import copy
@@ -42,8 +43,10 @@ def step_both(ours: LARS, reference: SimclrLARS, a: nn.Module, b: nn.Module, see
         grads.append(grad)
     ours.step()
     reference.step()
-    return [(name, p.detach() - p0, q.detach() - q0, grad)
-            for (name, p), q, (p0, q0), grad in zip(a.named_parameters(), b.parameters(), before, grads)]
+    return [
+        (name, p.detach() - p0, q.detach() - q0, grad)
+        for (name, p), q, (p0, q0), grad in zip(a.named_parameters(), b.parameters(), before, grads)
+    ]
 
 
 def test_lars_without_exclusions_equals_simclrs_lars_step_for_step(simclr_on_the_cpu):
@@ -95,13 +98,16 @@ def test_lars_resumes_from_the_state_of_simclrs_lars(simclr_on_the_cpu):
     a = encoder_like()
     b = copy.deepcopy(a)
     reference = SimclrLARS(b.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    step_both(LARS(a.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, exclude_bias_and_norm=False), reference,
-              a, b, seed=0)  # simclr's LARS now holds momentum buffers
+    step_both(
+        LARS(a.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, exclude_bias_and_norm=False), reference, a, b, seed=0
+    )  # simclr's LARS now holds momentum buffers
     resumed = LARS(a.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     resumed.load_state_dict(reference.state_dict())
     assert resumed.param_groups[0]["nesterov"] is False and resumed.param_groups[0]["exclude_bias_and_norm"]
     first = next(iter(a.parameters()))
-    assert torch.equal(resumed.state[first]["momentum_buffer"], reference.state[next(iter(b.parameters()))]["momentum_buffer"])
+    assert torch.equal(
+        resumed.state[first]["momentum_buffer"], reference.state[next(iter(b.parameters()))]["momentum_buffer"]
+    )
 
 
 def test_lars_refuses_a_negative_learning_rate():
@@ -111,8 +117,9 @@ def test_lars_refuses_a_negative_learning_rate():
 
 def test_pretraining_with_lars_runs_on_the_cpu(tmp_path):
     main.main(tiny_run(tmp_path, "--optimizer", "LARS"))
-    checkpoint = torch.load(tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt", map_location="cpu",
-                            weights_only=True)
+    checkpoint = torch.load(
+        tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+    )
     assert checkpoint["global_step"] == 2
     buffers = [s["momentum_buffer"] for s in checkpoint["optimizer_states"][0]["state"].values()]
     assert buffers and all(torch.isfinite(b).all() for b in buffers)

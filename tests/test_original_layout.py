@@ -2,6 +2,7 @@
 
 Both layouts are built from the real public metadata files (../shared/data) with tiny generated wav files.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,6 +17,7 @@ import soundfile as sf
 from clmr.datasets import DatasetError, layout_lines
 from clmr.datasets.magnatagatune import MagnaTagATune
 from conftest import assert_refused
+from conftest import tiny_flags as tiny_run_flags
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RATE = 22050
@@ -108,13 +110,19 @@ def test_mtat_original_layout_has_the_tracks_labels_and_tags_of_ours(mtat_both, 
     before = tree(original)
     a = MagnaTagATune(original, subset, split=split)
     b = MagnaTagATune(ours, subset, split=split)
-    assert len(a) == len(b) == {("pons2017", "valid"): 1825, ("pons2017", "test"): 5329,
-                                ("sota", "valid"): 1529, ("sota", "test"): 4332}[split, subset]
+    assert (
+        len(a)
+        == len(b)
+        == {("pons2017", "valid"): 1825, ("pons2017", "test"): 5329, ("sota", "valid"): 1529, ("sota", "test"): 4332}[
+            split, subset
+        ]
+    )
     assert a.clip_ids == b.clip_ids
     np.testing.assert_array_equal(a.targets, b.targets)
     assert a.tag_names == b.tag_names and a.n_classes == 50
-    assert [f.relative_to(original / "magnatagatune") for f in a.files] == \
-           [f.relative_to(ours / "magnatagatune" / "wav") for f in b.files]
+    assert [f.relative_to(original / "magnatagatune") for f in a.files] == [
+        f.relative_to(ours / "magnatagatune" / "wav") for f in b.files
+    ]
     assert a.layout.startswith(f"magnatagatune: original CLMR layout in {original / 'magnatagatune'} (")
     assert b.layout == f"magnatagatune: clmr layout in {ours / 'magnatagatune'} (metadata/, wav/)"
     assert tree(original) == before  # read as it is: nothing converted, written or downloaded
@@ -134,9 +142,11 @@ def test_mtat_neither_layout_complete_is_one_line_naming_what_each_lacks(tmp_pat
         MagnaTagATune(tmp_path, "valid")
     text = str(err.value)
     assert "\n" not in text
-    assert text.startswith(f"{base}: no complete MagnaTagATune layout: clmr's (preprocess.py) lacks "
-                           f"metadata/index_mtt.tsv, metadata/val_gt_mtt.tsv, metadata/output_labels_mtt.txt, wav/; "
-                           f"the original CLMR's lacks val_gt_mtt.tsv; ")
+    assert text.startswith(
+        f"{base}: no complete MagnaTagATune layout: clmr's (preprocess.py) lacks "
+        f"metadata/index_mtt.tsv, metadata/val_gt_mtt.tsv, metadata/output_labels_mtt.txt, wav/; "
+        f"the original CLMR's lacks val_gt_mtt.tsv; "
+    )
     for rel in mtat_index().values():
         (base / rel).with_suffix(".wav").unlink()
     shutil.copyfile(SHARED / "magnatagatune" / "val_gt_mtt.tsv", base / "val_gt_mtt.tsv")
@@ -163,9 +173,7 @@ def tiny_original_mtat(root: Path, rate: int = RATE) -> Path:
 
 
 def tiny_flags(root: Path, runs: Path, *extra: str) -> list[str]:
-    return ["--dataset", "magnatagatune", "--dataset_dir", str(root), "--log_dir", str(runs), "--batch_size", "4",
-            "--max_epochs", "1", "--limit_train_batches", "2", "--limit_val_batches", "1", "--log_every_n_steps", "1",
-            "--accelerator", "cpu", "--run_name", "tiny", *extra]
+    return tiny_run_flags(root, runs, *extra, dataset="magnatagatune")
 
 
 def test_main_trains_on_an_original_layout_folder_and_says_so_in_one_line(run_script, tmp_path):
@@ -184,9 +192,21 @@ def test_linear_evaluation_reads_an_original_layout_folder_and_says_so_once(run_
 
     base = tiny_original_mtat(tmp_path / "data")
     ckpt = encoder_checkpoint(tmp_path / "last.ckpt")
-    result = run_script("linear_evaluation", "--dataset", "magnatagatune", "--dataset_dir", str(tmp_path / "data"),
-                        "--log_dir", str(tmp_path / "runs"), "--finetuner_max_epochs", "1", "--accelerator", "cpu",
-                        "--checkpoint_path", str(ckpt))
+    result = run_script(
+        "linear_evaluation",
+        "--dataset",
+        "magnatagatune",
+        "--dataset_dir",
+        str(tmp_path / "data"),
+        "--log_dir",
+        str(tmp_path / "runs"),
+        "--finetuner_max_epochs",
+        "1",
+        "--accelerator",
+        "cpu",
+        "--checkpoint_path",
+        str(ckpt),
+    )
     assert result.code == 0, result.stderr
     said = [line for line in result.stdout.splitlines() if "layout in" in line]
     assert said == [f"magnatagatune: original CLMR layout in {base} (index_mtt.tsv, 0/..f/ .wav)"]
@@ -198,8 +218,12 @@ def test_main_refuses_an_incomplete_original_layout_in_one_line(run_script, tmp_
     (base / "train_gt_mtt.tsv").unlink()
     result = run_script("main", *tiny_flags(tmp_path / "data", tmp_path / "runs"))
     assert result.code == 1
-    assert_refused(result, f"{base}: no complete MagnaTagATune layout", "metadata/train_gt_mtt.tsv",
-                   "the original CLMR's lacks train_gt_mtt.tsv")
+    assert_refused(
+        result,
+        f"{base}: no complete MagnaTagATune layout",
+        "metadata/train_gt_mtt.tsv",
+        "the original CLMR's lacks train_gt_mtt.tsv",
+    )
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
 
 
@@ -207,8 +231,13 @@ def test_main_refuses_original_wav_at_another_rate_in_one_line(run_script, tmp_p
     base = tiny_original_mtat(tmp_path / "data", rate=16000)
     result = run_script("main", *tiny_flags(tmp_path / "data", tmp_path / "runs"))
     assert result.code == 1
-    assert_refused(result, str(base), "1 channel(s) at 16000 Hz in the original CLMR layout", "--sample_rate 22050",
-                   "pass --sample_rate 16000")
+    assert_refused(
+        result,
+        str(base),
+        "1 channel(s) at 16000 Hz in the original CLMR layout",
+        "--sample_rate 22050",
+        "pass --sample_rate 16000",
+    )
     assert not list((tmp_path / "runs").rglob("*.ckpt"))
 
 
@@ -242,8 +271,10 @@ def msd_both(tmp_path_factory, tiny_wav) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("msd")
     ids = msd_ids()
     to_7d = {track: str(1000000 + 37 * n) for n, track in enumerate(ids)}
-    for layout, meta_name, audio_name in (("ours", "metadata", "wav"), ("original", "processed_annotations",
-                                                                          "preprocessed")):
+    for layout, meta_name, audio_name in (
+        ("ours", "metadata", "wav"),
+        ("original", "processed_annotations", "preprocessed"),
+    ):
         base = root / layout / "million_song_dataset"
         meta = base / meta_name
         meta.mkdir(parents=True)
@@ -265,10 +296,12 @@ def test_msd_original_layout_has_the_tracks_labels_and_tags_of_ours(msd_both):
     assert a.track_ids == b.track_ids == msd_ids()
     np.testing.assert_array_equal(a.targets, b.targets)
     assert a.tag_names == b.tag_names and a.tag_names[0] == "rock"
-    assert [f.relative_to(original / "million_song_dataset" / "preprocessed") for f in a.files] == \
-           [f.relative_to(ours / "million_song_dataset" / "wav") for f in b.files]
-    assert a.layout == (f"msd: original CLMR layout in {original / 'million_song_dataset'} "
-                        f"(processed_annotations/, preprocessed/ .wav)")
+    assert [f.relative_to(original / "million_song_dataset" / "preprocessed") for f in a.files] == [
+        f.relative_to(ours / "million_song_dataset" / "wav") for f in b.files
+    ]
+    assert a.layout == (
+        f"msd: original CLMR layout in {original / 'million_song_dataset'} (processed_annotations/, preprocessed/ .wav)"
+    )
     assert b.layout == f"msd: clmr layout in {ours / 'million_song_dataset'} (metadata/, wav/)"
     assert tree(original) == before
 
@@ -281,9 +314,11 @@ def test_msd_neither_layout_complete_is_one_line_naming_what_each_lacks(tmp_path
         MillionSongDataset(tmp_path, "test")
     text = str(err.value)
     assert "\n" not in text
-    assert ("the original CLMR's lacks processed_annotations/test_gt_msd.tsv, "
-            "processed_annotations/output_labels_msd.txt, processed_annotations/MSD_id_to_7D_id.pkl, "
-            ".wav files in preprocessed/;") in text
+    assert (
+        "the original CLMR's lacks processed_annotations/test_gt_msd.tsv, "
+        "processed_annotations/output_labels_msd.txt, processed_annotations/MSD_id_to_7D_id.pkl, "
+        ".wav files in preprocessed/;"
+    ) in text
 
 
 # -- GTZAN -----------------------------------------------------------------------------------------
@@ -300,8 +335,11 @@ def test_gtzan_original_layout_has_the_excerpts_and_genres_of_ours(tmp_path, tin
     place(tiny_wav, [tmp_path / "ours" / "gtzan" / "wav" / n for n in every])
     before = tree(tmp_path / "original")
     a, b = GTZAN(tmp_path / "original", subset), GTZAN(tmp_path / "ours", subset)
-    assert [f"{p.parent.name}/{p.name}" for p in a.files] == [f"{p.parent.name}/{p.name}" for p in b.files] \
+    assert (
+        [f"{p.parent.name}/{p.name}" for p in a.files]
+        == [f"{p.parent.name}/{p.name}" for p in b.files]
         == gtzan_names(subset)
+    )
     np.testing.assert_array_equal(a.targets, b.targets)
     assert a.tag_names == b.tag_names
     assert a.layout == f"gtzan: original CLMR layout in {tmp_path / 'original' / 'genres'} (<genre>/<genre>.000NN.wav)"
@@ -315,7 +353,9 @@ def test_gtzan_original_layout_at_another_rate_is_refused_in_one_line(tmp_path):
     write_noise(tmp_path / "genres" / "blues" / "blues.00029.wav", 0.1, rate=44100)
     with pytest.raises(DatasetError) as err:
         GTZAN(tmp_path, "train")
-    assert "\n" not in str(err.value) and "1 channel(s) at 44100 Hz in the original CLMR layout of gtzan" in str(err.value)
+    assert "\n" not in str(err.value) and "1 channel(s) at 44100 Hz in the original CLMR layout of gtzan" in str(
+        err.value
+    )
     assert "--sample_rate 22050" in str(err.value)
 
 

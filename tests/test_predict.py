@@ -1,4 +1,5 @@
 """predict.py: top tags, taggrams and embeddings of files, bad files skipped, bad outputs refused."""
+
 from __future__ import annotations
 
 import csv
@@ -25,12 +26,22 @@ L, SR = 59049, 22050
 NOT_UTF8 = os.fsdecode(b"b\xffad \xe9.wav")
 
 
-def test_embeddings_for_a_folder_with_one_corrupt_file_have_n_minus_1_rows_and_name_it(checkpoints, tmp_path,
-                                                                                      capsys):
+def test_embeddings_for_a_folder_with_one_corrupt_file_have_n_minus_1_rows_and_name_it(checkpoints, tmp_path, capsys):
     folder = folder_with_one_corrupt_file(tmp_path / "music")
     out = tmp_path / "emb"
-    predict_script.main(["--embeddings", str(out), str(folder), "--checkpoint_path", str(checkpoints[0]),
-                         "--chunk_embeddings", "1", "--batch_size", "4"])
+    predict_script.main(
+        [
+            "--embeddings",
+            str(out),
+            str(folder),
+            "--checkpoint_path",
+            str(checkpoints[0]),
+            "--chunk_embeddings",
+            "1",
+            "--batch_size",
+            "4",
+        ]
+    )
     captured = capsys.readouterr()
     assert "c_corrupt.wav" in captured.err and "skipped 1 of 4" in captured.err
     embeddings = np.load(out / "embeddings.npy")
@@ -46,7 +57,7 @@ def test_embeddings_for_a_folder_with_one_corrupt_file_have_n_minus_1_rows_and_n
     assert chunks.shape == (4, 512)
     for row, r in enumerate(rows):  # each file's embedding is the mean of its chunk rows
         start, n = int(r["chunk_offset"]), int(r["n_chunks"])
-        np.testing.assert_allclose(embeddings[row], chunks[start:start + n].mean(axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(embeddings[row], chunks[start : start + n].mean(axis=0), rtol=1e-5, atol=1e-6)
     model = load_model(checkpoints[0])
     audio = torch.from_numpy(sf.read(folder / "a.wav", dtype="float32")[0])[None]
     np.testing.assert_allclose(embeddings[0], get_scene_embeddings(audio, model)[0].numpy(), rtol=1e-4, atol=1e-5)
@@ -55,8 +66,17 @@ def test_embeddings_for_a_folder_with_one_corrupt_file_have_n_minus_1_rows_and_n
 def test_predict_script_prints_top_tags_skips_bad_files_and_draws_a_taggram(checkpoints, tmp_path, capsys):
     folder = folder_with_one_corrupt_file(tmp_path / "music")
     enc, head = checkpoints
-    args = [str(folder / "a.wav"), str(folder / "c_corrupt.wav"), str(tmp_path / "missing.mp3"),
-            "--checkpoint_path", str(enc), "--finetuner_checkpoint_path", str(head), "--top_k", "3"]
+    args = [
+        str(folder / "a.wav"),
+        str(folder / "c_corrupt.wav"),
+        str(tmp_path / "missing.mp3"),
+        "--checkpoint_path",
+        str(enc),
+        "--finetuner_checkpoint_path",
+        str(head),
+        "--top_k",
+        "3",
+    ]
     predict_script.main(args + ["--taggram", str(tmp_path / "tg.png")])
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
@@ -78,14 +98,33 @@ def test_predict_skips_a_file_holding_nan_naming_it_and_never_prints_nan(checkpo
     good, bad = float_wav(tmp_path / "good.wav"), float_wav(tmp_path / "bad.wav", poison=np.nan)
     inf = float_wav(tmp_path / "inf.wav", poison=np.inf)
     enc, head = checkpoints
-    result = run_script("predict", str(good), str(bad), str(inf), "--checkpoint_path", str(enc),
-                        "--finetuner_checkpoint_path", str(head), "--top_k", "3")
+    result = run_script(
+        "predict",
+        str(good),
+        str(bad),
+        str(inf),
+        "--checkpoint_path",
+        str(enc),
+        "--finetuner_checkpoint_path",
+        str(head),
+        "--top_k",
+        "3",
+    )
     assert result.code == 0
     assert f"skipped {bad}: holds NaN or infinite samples (the first at frame {SR})" in result.stderr
     assert f"skipped {inf}: holds NaN" in result.stderr and "skipped 2 of 3 file(s)" in result.stderr
     assert result.stdout.startswith(str(good)) and "nan" not in result.stdout.lower().replace(str(tmp_path), "")
-    as_json = run_script("predict", str(good), str(bad), "--checkpoint_path", str(enc),
-                         "--finetuner_checkpoint_path", str(head), "--json", "1")
+    as_json = run_script(
+        "predict",
+        str(good),
+        str(bad),
+        "--checkpoint_path",
+        str(enc),
+        "--finetuner_checkpoint_path",
+        str(head),
+        "--json",
+        "1",
+    )
     (only,) = json.loads(as_json.stdout)
     assert only["path"] == str(good)
     assert_finite_json(only)
@@ -99,12 +138,24 @@ def test_an_encoder_whose_outputs_overflow_gives_skip_lines_not_nan_scores(check
             state[key].fill_(1e30)  # layer after layer: 1e30, 1e60 (Inf), then NaN
     torch.save(state, tmp_path / "nan_encoder.pt")
     good = float_wav(tmp_path / "good.wav")
-    result = run_script("predict", str(good), "--checkpoint_path", str(tmp_path / "nan_encoder.pt"),
-                        "--finetuner_checkpoint_path", str(checkpoints[1]))
+    result = run_script(
+        "predict",
+        str(good),
+        "--checkpoint_path",
+        str(tmp_path / "nan_encoder.pt"),
+        "--finetuner_checkpoint_path",
+        str(checkpoints[1]),
+    )
     assert_refused(result, "no file could be used")
     assert "good.wav: the encoder gave NaN or infinite values" in result.stderr and result.stdout == ""
-    embedded = run_script("predict", "--embeddings", str(tmp_path / "emb"), str(good), "--checkpoint_path",
-                          str(tmp_path / "nan_encoder.pt"))
+    embedded = run_script(
+        "predict",
+        "--embeddings",
+        str(tmp_path / "emb"),
+        str(good),
+        "--checkpoint_path",
+        str(tmp_path / "nan_encoder.pt"),
+    )
     assert embedded.code == 1 and np.load(tmp_path / "emb" / "embeddings.npy").shape == (0, 512)
 
 
@@ -120,8 +171,9 @@ def test_embeddings_never_hold_a_nan_row_and_meta_json_lists_the_file(checkpoint
     embeddings = np.load(out / "embeddings.npy")
     assert embeddings.shape == (2, 512) and np.isfinite(embeddings).all()
     meta = json.loads((out / "meta.json").read_text())
-    assert [(Path(f["path"]).name, f["reason"].split(" (")[0]) for f in meta["failed"]] == \
-        [("b_nan.wav", "holds NaN or infinite samples")]
+    assert [(Path(f["path"]).name, f["reason"].split(" (")[0]) for f in meta["failed"]] == [
+        ("b_nan.wav", "holds NaN or infinite samples")
+    ]
     assert_finite_json(meta)
 
 
@@ -131,8 +183,18 @@ def test_names_that_are_not_utf8_are_tagged_embedded_and_shown_escaped(checkpoin
     float_wav(folder / NOT_UTF8, seed=1)
     float_wav(folder / "café – 🎵.wav", seed=2)
     enc, head = checkpoints
-    tagged = run_script("predict", str(folder), "--checkpoint_path", str(enc), "--finetuner_checkpoint_path",
-                        str(head), "--top_k", "2", "--taggram", str(tmp_path / "tg.png"))
+    tagged = run_script(
+        "predict",
+        str(folder),
+        "--checkpoint_path",
+        str(enc),
+        "--finetuner_checkpoint_path",
+        str(head),
+        "--top_k",
+        "2",
+        "--taggram",
+        str(tmp_path / "tg.png"),
+    )
     assert tagged.code == 0, tagged.stderr
     assert_printable(tagged.stdout + tagged.stderr)
     assert f"{folder}/b\\xffad \\xe9.wav  0:03.0" in tagged.stdout and f"{folder}/café – 🎵.wav" in tagged.stdout
@@ -145,8 +207,9 @@ def test_names_that_are_not_utf8_are_tagged_embedded_and_shown_escaped(checkpoin
     assert [Path(r["path"]).name for r in rows] == ["b\\xffad \\xe9.wav", "café – 🎵.wav"]
 
 
-def test_unwritable_outputs_are_refused_before_the_model_is_loaded(checkpoints, tmp_path, folders, run_script,
-                                                                   monkeypatch):
+def test_unwritable_outputs_are_refused_before_the_model_is_loaded(
+    checkpoints, tmp_path, folders, run_script, monkeypatch
+):
     import predict
 
     def no_model(*args, **kwargs):
@@ -164,6 +227,8 @@ def test_unwritable_outputs_are_refused_before_the_model_is_loaded(checkpoints, 
 
 
 def test_predict_imports_neither_lightning_nor_matplotlib():
-    code = ("import sys, predict; heavy = [m for m in ('pytorch_lightning', 'matplotlib', 'sklearn', 'clmr.probe') "
-            "if m in sys.modules]; assert not heavy, heavy")
+    code = (
+        "import sys, predict; heavy = [m for m in ('pytorch_lightning', 'matplotlib', 'sklearn', 'clmr.probe') "
+        "if m in sys.modules]; assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -1,4 +1,5 @@
 """preprocess.py and clmr.preprocessing: mixed folders to mono 16-bit wav, corrupt files, resumability."""
+
 from __future__ import annotations
 
 import json
@@ -122,10 +123,12 @@ def test_a_rerun_redoes_half_written_and_wrong_rate_outputs_only(tmp_path):
 
 def test_worker_processes_give_the_same_files_as_one_process(tmp_path):
     mixed_folder(tmp_path / "in")
-    serial = convert_all(plan_mirror(tmp_path / "in", tmp_path / "one"), tmp_path / "one", RATE, workers=0,
-                         progress=False)
-    parallel = convert_all(plan_mirror(tmp_path / "in", tmp_path / "two"), tmp_path / "two", RATE, workers=2,
-                           progress=False)
+    serial = convert_all(
+        plan_mirror(tmp_path / "in", tmp_path / "one"), tmp_path / "one", RATE, workers=0, progress=False
+    )
+    parallel = convert_all(
+        plan_mirror(tmp_path / "in", tmp_path / "two"), tmp_path / "two", RATE, workers=2, progress=False
+    )
     assert parallel["counts"] == serial["counts"]
     for wav in (tmp_path / "one").rglob("*.wav"):
         twin = tmp_path / "two" / wav.relative_to(tmp_path / "one")
@@ -182,29 +185,38 @@ def test_missing_mtat_audio_without_download_says_how_to_get_it(tmp_path):
 
 # -- the script ----------------------------------------------------------------------------------
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "preprocess.py"), *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "preprocess.py"), *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 def test_preprocess_script_converts_an_audio_folder_beside_it(tmp_path):
     durations = mixed_folder(tmp_path / "music")
-    done = run_script("--dataset", "audio", "--dataset_dir", str(tmp_path / "music"), "--sample_rate", "16000",
-                      "--workers", "2")
+    done = run_script(
+        "--dataset", "audio", "--dataset_dir", str(tmp_path / "music"), "--sample_rate", "16000", "--workers", "2"
+    )
     assert done.returncode == 0, done.stderr
     out = tmp_path / "music_16000hz"
     assert f"{len(durations)} converted, 0 skipped, 2 failed" in done.stdout
     assert "corrupt.wav" in done.stdout and (out / "manifest.json").is_file()
     assert sf.info(out / "sub" / "b_mono_48k.wav").samplerate == 16000
-    again = run_script("--dataset", "audio", "--dataset_dir", str(tmp_path / "music"), "--sample_rate", "16000",
-                       "--output_dir", str(out))
+    again = run_script(
+        "--dataset",
+        "audio",
+        "--dataset_dir",
+        str(tmp_path / "music"),
+        "--sample_rate",
+        "16000",
+        "--output_dir",
+        str(out),
+    )
     assert again.returncode == 0 and "0 converted" in again.stdout
 
 
 def test_preprocess_script_fails_with_one_line_for_bad_input(tmp_path):
     missing = run_script("--dataset", "audio", "--dataset_dir", str(tmp_path / "nope"))
     assert missing.returncode != 0
-    assert missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: folder not found "
-                                                   "(--dataset_dir)"]
+    assert missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: folder not found (--dataset_dir)"]
     bad_flag = run_script("--dataset", "audio", "--sampel_rate", "8000")
     assert bad_flag.returncode != 0 and "did you mean --sample_rate" in bad_flag.stderr
     bad_value = run_script("--dataset", "audio", "--workers", "many")
@@ -270,11 +282,13 @@ def test_names_that_are_not_utf8_or_hold_spaces_and_unicode_are_converted_and_li
     assert manifest["counts"]["converted"] == 4
     assert [os.fsencode(Path(f["input"]).name) for f in manifest["failed"]] == [b"broken\xff.wav"]
     on_disk = sorted(os.listdir(os.fsencode(out)))
-    assert on_disk == sorted([b"b\xffad.wav", b"my song.wav", "café – 🎵.wav".encode(), b"latin\xe9.wav",
-                              b"manifest.json"])
+    assert on_disk == sorted(
+        [b"b\xffad.wav", b"my song.wav", "café – 🎵.wav".encode(), b"latin\xe9.wav", b"manifest.json"]
+    )
     reread = json.loads((out / "manifest.json").read_text())  # valid JSON; the exact names come back
-    assert sorted(os.fsencode(Path(c["output"]).name) for c in reread["converted"]) == \
-        sorted(n for n in on_disk if n != b"manifest.json")
+    assert sorted(os.fsencode(Path(c["output"]).name) for c in reread["converted"]) == sorted(
+        n for n in on_disk if n != b"manifest.json"
+    )
     printed = summary(manifest)
     printed.encode("utf-8")  # what preprocess.py prints: printable on any terminal
     assert f"failed: {src}/broken\\xff.wav: cannot read audio" in printed
@@ -291,8 +305,13 @@ def test_outputs_that_would_collide_get_distinct_names_and_none_is_overwritten(t
     out = tmp_path / "out"
     manifest = convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
     outputs = {Path(c["input"]).name: Path(c["output"]).name for c in manifest["converted"]}
-    assert outputs == {"tone.flac": "tone.flac.wav", "tone.ogg": "tone.ogg.wav", "Tone.aiff": "Tone.aiff.wav",
-                       "tone.wav": "tone.wav", "other.flac": "other.wav"}
+    assert outputs == {
+        "tone.flac": "tone.flac.wav",
+        "tone.ogg": "tone.ogg.wav",
+        "Tone.aiff": "Tone.aiff.wav",
+        "tone.wav": "tone.wav",
+        "other.flac": "other.wav",
+    }
     for name, freq in (("tone.flac.wav", 200), ("tone.ogg.wav", 300), ("Tone.aiff.wav", 400), ("tone.wav", 500)):
         x, _ = sf.read(out / name)
         assert abs(np.argmax(np.abs(np.fft.rfft(x))) * RATE / len(x) - freq) < 5, name  # each its own audio
@@ -361,9 +380,21 @@ def test_a_version_1_manifest_failures_are_tried_again(tmp_path):
     out = tmp_path / "out"
     stat = (src / "fine.wav").stat()
     out.mkdir()
-    (out / "manifest.json").write_text(json.dumps({"failed": [  # how version 1 recorded a full disk
-        {"input": str((src / "fine.wav").resolve()), "output": "x", "reason": "cannot decode (LibsndfileError: "
-         "System error.)", "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}]}))
+    (out / "manifest.json").write_text(
+        json.dumps(
+            {
+                "failed": [  # how version 1 recorded a full disk
+                    {
+                        "input": str((src / "fine.wav").resolve()),
+                        "output": "x",
+                        "reason": "cannot decode (LibsndfileError: System error.)",
+                        "size": stat.st_size,
+                        "mtime_ns": stat.st_mtime_ns,
+                    }
+                ]
+            }
+        )
+    )
     manifest = convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
     assert manifest["counts"]["converted"] == 1 and manifest["version"] == 2
 
@@ -371,8 +402,15 @@ def test_a_version_1_manifest_failures_are_tried_again(tmp_path):
 def test_a_read_only_output_folder_is_refused_before_anything_is_converted(tmp_path, folders, run_script):
     mixed_folder(tmp_path / "music")
     target = folders.read_only()
-    result = run_script("preprocess", "--dataset", "audio", "--dataset_dir", str(tmp_path / "music"),
-                        "--output_dir", str(target / "music_22050hz"))
+    result = run_script(
+        "preprocess",
+        "--dataset",
+        "audio",
+        "--dataset_dir",
+        str(tmp_path / "music"),
+        "--output_dir",
+        str(target / "music_22050hz"),
+    )
     assert_refused(result, str(target / "music_22050hz"), "--output_dir", "Read-only file system")
     assert result.stdout == ""
 
@@ -389,7 +427,8 @@ def test_an_input_the_user_may_not_read_is_reported_as_such_and_tried_again_next
         return convert_all(plan_mirror(src, out), out, RATE, workers=0, progress=False)
 
     manifest = run_unprivileged(convert)
-    assert [(Path(f["input"]).name, f["reason"]) for f in manifest["failed"]] == \
-        [("locked.wav", "cannot read audio (permission denied)")]
+    assert [(Path(f["input"]).name, f["reason"]) for f in manifest["failed"]] == [
+        ("locked.wav", "cannot read audio (permission denied)")
+    ]
     (src / "locked.wav").chmod(0o644)  # fixed: the mtime is unchanged, yet the file is tried again
     assert run_unprivileged(convert)["counts"] == {"converted": 1, "skipped": 1, "failed": 0}

@@ -1,4 +1,5 @@
 """The probe's orchestration (clmr/probe.py) below the script: which encoder it probes and how it is identified."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """The frozen encoder's representations of a dataset (clmr/representations.py): crop plans, batching across
 tracks, the cache, BatchNorm calibration."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,12 @@ class Tiny(AudioDataset):
             path = self.root / f"{k}.wav"
             if not path.exists():
                 t = np.arange(n) / self.sample_rate
-                sf.write(path, (0.1 * (k + 1) * np.sin(2 * np.pi * 110 * (k + 1) * t)).astype(np.float32),
-                         self.sample_rate, subtype="FLOAT")
+                sf.write(
+                    path,
+                    (0.1 * (k + 1) * np.sin(2 * np.pi * 110 * (k + 1) * t)).astype(np.float32),
+                    self.sample_rate,
+                    subtype="FLOAT",
+                )
             self.files.append(path)
         self.tag_names = ["a", "b"]
         self.targets = np.eye(2, dtype=np.float32)[np.arange(len(lengths)) % 2]
@@ -64,7 +69,7 @@ def test_clmr_crops_are_one_per_track_seeded_and_inside_the_track(tmp_path):
 def test_extraction_batches_chunks_across_tracks_and_matches_one_by_one(tmp_path):
     ds, encoder = Tiny(tmp_path), Probe()
     reps = representations(encoder, "probe", ds, "chunks", batch_size=4, cache_dir=None)
-    assert encoder.batches == [4, 2]                    # 6 chunks of 3 tracks in two batches
+    assert encoder.batches == [4, 2]  # 6 chunks of 3 tracks in two batches
     assert reps.track.tolist() == [0, 0, 1, 2, 2, 2] and reps.n_tracks == 3
     one = torch.cat([encoder(ds.read(int(t), int(s), L)[None]) for t, s in zip(reps.track, reps.start)])
     assert torch.allclose(reps.features, one)
@@ -112,8 +117,9 @@ def test_a_track_holding_nan_stops_extraction_with_one_line_naming_it(tmp_path, 
 
 
 def test_of_tracks_keeps_every_chunk_of_the_chosen_tracks():
-    reps = Representations(torch.arange(12.0).reshape(6, 2), torch.tensor([0, 0, 1, 2, 2, 2]),
-                           torch.zeros(6, dtype=torch.long), 3)
+    reps = Representations(
+        torch.arange(12.0).reshape(6, 2), torch.tensor([0, 0, 1, 2, 2, 2]), torch.zeros(6, dtype=torch.long), 3
+    )
     chosen = reps.of_tracks(np.array([0, 2]))
     assert chosen.track.tolist() == [0, 0, 2, 2, 2] and chosen.n_tracks == 3
 
@@ -127,10 +133,11 @@ def test_batchnorm_statistics_make_a_random_encoder_depend_on_its_input(tmp_path
     encoder = random_encoder(0)
     weights = {k: v.clone() for k, v in encoder.state_dict().items() if "running" not in k and "tracked" not in k}
     before = representations(encoder, "r", ds, "chunks", batch_size=8, cache_dir=None).features
-    assert before.std(0).median() < 1e-4           # at the initial statistics: nearly a constant
+    assert before.std(0).median() < 1e-4  # at the initial statistics: nearly a constant
     calibrate_batchnorm(encoder, ds, tracks, starts, batch_size=4)
     after = representations(encoder, "r", ds, "chunks", batch_size=8, cache_dir=None).features
     assert after.std(0).median() > 1e-2
-    assert not encoder.training and all(m.momentum == 0.1 for m in encoder.modules()
-                                        if isinstance(m, torch.nn.BatchNorm1d))
+    assert not encoder.training and all(
+        m.momentum == 0.1 for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm1d)
+    )
     assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in weights.items())  # weights untouched

@@ -1,5 +1,6 @@
 """clmr.stopping's pieces that the end-to-end runs of tests/test_main.py cannot reach on purpose: Lightning's own
 SIGTERM stop before training starts, and SLURM's requeue signal and requeue command."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,15 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from clmr.stopping import StopOnSignal, TrainingInterrupted, no_silent_sigterm, requeue_slurm_job
 
-SLURM = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "clmr", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0",
-         "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+SLURM = {
+    "SLURM_NTASKS": "1",
+    "SLURM_JOB_NAME": "clmr",
+    "SLURM_JOB_ID": "4242",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "0",
+    "SLURM_NODELIST": "localhost",
+}
 
 
 def test_a_sigterm_that_lightning_caught_before_training_exits_143_with_a_line(capsys):
@@ -47,8 +55,7 @@ def test_requeueing_asks_scontrol_to_requeue_this_job(tmp_path, monkeypatch):
 def test_on_slurm_with_auto_requeue_the_requeue_signal_is_handled_like_sigterm(tmp_path, monkeypatch):
     for name, value in SLURM.items():
         monkeypatch.setenv(name, value)
-    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                      default_root_dir=tmp_path)
+    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
     stop = StopOnSignal(tmp_path / "last.ckpt", "resume")
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
     try:
@@ -62,8 +69,7 @@ def test_on_slurm_with_auto_requeue_the_requeue_signal_is_handled_like_sigterm(t
 
 
 def test_without_slurm_only_sigterm_is_taken_over(tmp_path):
-    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                      default_root_dir=tmp_path)
+    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
     stop = StopOnSignal(tmp_path / "last.ckpt", "resume")
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
     try:

@@ -1,4 +1,5 @@
 """The Trainer's checkpoint IO (clmr/trainer.py): atomic writes that fail as a named OSError, weights-only reads."""
+
 from __future__ import annotations
 
 import errno
@@ -28,9 +29,10 @@ def test_a_checkpoint_that_fills_the_disk_is_an_os_error_naming_it_and_leaves_no
 
 
 # -- the training step's precision (config/config.yaml: precision auto) -----------------------
-@pytest.mark.parametrize("capabilities, expected", [({"avx512_bf16": True}, "bf16-mixed"),
-                                                    ({"amx_bf16": True}, "bf16-mixed"),
-                                                    ({"avx2": True}, "32-true")])
+@pytest.mark.parametrize(
+    "capabilities, expected",
+    [({"avx512_bf16": True}, "bf16-mixed"), ({"amx_bf16": True}, "bf16-mixed"), ({"avx2": True}, "32-true")],
+)
 def test_auto_precision_is_bf16_on_cpus_that_compute_it_natively(monkeypatch, capabilities, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -48,5 +50,3 @@ def test_auto_precision_on_gpus_follows_native_bf16_support(monkeypatch, visible
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert resolve_precision(config(precision="auto", gpus=1)) == "bf16-mixed"
     assert resolve_precision(config(precision="16-mixed", gpus=1)) == "16-mixed"
-
-

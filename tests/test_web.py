@@ -4,6 +4,7 @@ The page runs in headless Chromium (playwright-core from web/node_modules) again
 port of 127.0.0.1, one browser launch for every case; the tests skip, saying why, when node, chromium or
 web/node_modules are missing. Screenshots are left in runs/web_tests/.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,17 @@ def exported(tmp_path_factory):
     """export.py --web run once on the calibrated test encoder and a random head: (encoder, head, page model)."""
     root = tmp_path_factory.mktemp("web")
     enc, head = write_checkpoints(root)
-    result = run_script_in_process("export", "--checkpoint_path", str(enc), "--finetuner_checkpoint_path", str(head),
-                                   "--out", str(root / "exports"), "--web", str(root / "page_model"))
+    result = run_script_in_process(
+        "export",
+        "--checkpoint_path",
+        str(enc),
+        "--finetuner_checkpoint_path",
+        str(head),
+        "--out",
+        str(root / "exports"),
+        "--web",
+        str(root / "page_model"),
+    )
     assert result.code == 0, result.stderr
     return enc, head, root / "page_model", result.stdout
 
@@ -51,8 +61,13 @@ def files(tmp_path_factory):
     """The page's test files, by case."""
     root = tmp_path_factory.mktemp("audio")
     stereo, _ = stereo_with_truth(12.0, 44100, seed=0)
-    out = {"22k": root / "song_22k_mono.wav", "44k": root / "song_44k_stereo.wav", "padded": root / "jingle_1.5s.wav",
-           "short": root / "blip_0.5s.wav", "corrupt": root / "broken.wav"}
+    out = {
+        "22k": root / "song_22k_mono.wav",
+        "44k": root / "song_44k_stereo.wav",
+        "padded": root / "jingle_1.5s.wav",
+        "short": root / "blip_0.5s.wav",
+        "corrupt": root / "broken.wav",
+    }
     sf.write(out["22k"], music_like(int(4.5 * L), SR, 3), SR, subtype="FLOAT")  # 4 chunks and half a chunk
     sf.write(out["44k"], stereo, 44100, subtype="FLOAT")
     sf.write(out["padded"], music_like(int(1.5 * SR), SR, 5), SR, subtype="FLOAT")  # one zero-padded chunk
@@ -70,12 +85,19 @@ def page(exported, files):
     shots = {"corrupt": {"screenshot": "not_audio.png"}, "22k": {"screenshot": "result.png"}}
     sessions = [
         {"name": "main", "steps": [{"file": str(files[case]), **shots.get(case, {})} for case in MAIN]},
-        {"name": "missing model", "route": {"url": "**/model/clmr_tagger.onnx", "status": 404},
-         "steps": [], "screenshot": "missing_model.png"},
+        {
+            "name": "missing model",
+            "route": {"url": "**/model/clmr_tagger.onnx", "status": 404},
+            "steps": [],
+            "screenshot": "missing_model.png",
+        },
         {"name": "mismatched model", "route": {"url": "**/model/clmr_tagger.json", "body": one_tag_less}},
         {"name": "not a model description", "route": {"url": "**/model/clmr_tagger.json", "body": '{"tags": []}'}},
-        {"name": "no encoder", "route": {"url": "**/model/clmr_encoder.onnx", "status": 404},
-         "steps": [{"file": str(files["padded"])}]},
+        {
+            "name": "no encoder",
+            "route": {"url": "**/model/clmr_encoder.onnx", "status": 404},
+            "steps": [{"file": str(files["padded"])}],
+        },
     ]
     with serving(model_dir) as url:
         shown = drive(url, sessions, SCREENSHOTS, TIMEOUT_S)
@@ -88,8 +110,18 @@ def predicted(exported, files):
     enc, head, model_dir, _ = exported
     cases = ["22k", "44k", "padded"]
     paths = [str(files[c]) for c in cases]
-    tagged = run_script_in_process("predict", *paths, "--checkpoint_path", str(enc), "--finetuner_checkpoint_path",
-                                   str(head), "--json", "1", "--top_k", str(len(TAGS)))
+    tagged = run_script_in_process(
+        "predict",
+        *paths,
+        "--checkpoint_path",
+        str(enc),
+        "--finetuner_checkpoint_path",
+        str(head),
+        "--json",
+        "1",
+        "--top_k",
+        str(len(TAGS)),
+    )
     assert tagged.code == 0, tagged.stderr
     out = model_dir.parent / "embeddings"
     embedded = run_script_in_process("predict", "--embeddings", str(out), *paths, "--checkpoint_path", str(enc))
@@ -232,14 +264,16 @@ def test_page_is_cross_origin_isolated_and_runs_webassembly_on_threads(page):
 def test_page_cuts_the_chunks_predict_cuts_and_refuses_what_predict_refuses():
     minimum = int(np.ceil(MIN_CHUNK_FRACTION * L))
     lengths = [minimum - 1, minimum, L - 1, L, L + 1, 2 * L - 1, 2 * L, 10 * L + 5]
-    script = (f"import {{ chunkTrack }} from {json.dumps((WEB / 'js' / 'audio.js').as_uri())};\n"
-              f"const out = {{}};\n"
-              f"for (const n of {json.dumps(lengths)}) {{\n"
-              f"  const mono = Float32Array.from({{ length: n }}, (_, i) => i + 1);\n"
-              f"  try {{ const c = chunkTrack(mono, {{ sampleRate: {SR}, audioLength: {L} }}, 'x.wav');\n"
-              f"    out[n] = {{ n: c.nChunks, last: c.chunks[c.chunks.length - 1], size: c.chunks.length, centres: c.centresMs }};\n"
-              f"  }} catch (err) {{ out[n] = {{ error: err.message }}; }}\n"
-              f"}}\nconsole.log(JSON.stringify(out));")
+    script = (
+        f"import {{ chunkTrack }} from {json.dumps((WEB / 'js' / 'audio.js').as_uri())};\n"
+        f"const out = {{}};\n"
+        f"for (const n of {json.dumps(lengths)}) {{\n"
+        f"  const mono = Float32Array.from({{ length: n }}, (_, i) => i + 1);\n"
+        f"  try {{ const c = chunkTrack(mono, {{ sampleRate: {SR}, audioLength: {L} }}, 'x.wav');\n"
+        f"    out[n] = {{ n: c.nChunks, last: c.chunks[c.chunks.length - 1], size: c.chunks.length, centres: c.centresMs }};\n"
+        f"  }} catch (err) {{ out[n] = {{ error: err.message }}; }}\n"
+        f"}}\nconsole.log(JSON.stringify(out));"
+    )
     done = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     page = json.loads(done.stdout)
@@ -258,7 +292,9 @@ def test_page_cuts_the_chunks_predict_cuts_and_refuses_what_predict_refuses():
 def test_export_web_puts_the_tagger_its_json_and_the_encoder_in_the_page_folder(exported):
     _, _, model_dir, printed = exported
     assert sorted(p.name for p in model_dir.iterdir()) == ["clmr_encoder.onnx", "clmr_tagger.json", "clmr_tagger.onnx"]
-    assert (model_dir / "clmr_tagger.onnx").read_bytes() == (model_dir.parent / "exports" / "clmr_tagger.onnx").read_bytes()
+    assert (model_dir / "clmr_tagger.onnx").read_bytes() == (
+        model_dir.parent / "exports" / "clmr_tagger.onnx"
+    ).read_bytes()
     assert f"{model_dir}: clmr_encoder.onnx, clmr_tagger.onnx, clmr_tagger.json for the page" in printed
 
 
@@ -273,13 +309,23 @@ def test_min_samples_in_the_json_is_the_shortest_track_predict_accepts(exported,
 
 def test_export_web_without_a_head_is_refused_before_exporting(exported, tmp_path):
     enc = exported[0]
-    result = run_script_in_process("export", "--checkpoint_path", str(enc), "--out", str(tmp_path / "out"),
-                                   "--web", str(tmp_path / "page"))
+    result = run_script_in_process(
+        "export", "--checkpoint_path", str(enc), "--out", str(tmp_path / "out"), "--web", str(tmp_path / "page")
+    )
     assert_refused(result, "--web", "--finetuner_checkpoint_path")
     assert not (tmp_path / "out").exists() and not (tmp_path / "page").exists()
     (tmp_path / "a_file").write_text("")
-    result = run_script_in_process("export", "--checkpoint_path", str(enc), "--finetuner_checkpoint_path",
-                                   str(exported[1]), "--out", str(tmp_path / "out"), "--web", str(tmp_path / "a_file"))
+    result = run_script_in_process(
+        "export",
+        "--checkpoint_path",
+        str(enc),
+        "--finetuner_checkpoint_path",
+        str(exported[1]),
+        "--out",
+        str(tmp_path / "out"),
+        "--web",
+        str(tmp_path / "a_file"),
+    )
     assert_refused(result, "--web", "a_file", "not a folder")
     assert not (tmp_path / "out").exists()
 
@@ -299,8 +345,12 @@ def test_serve_gives_the_page_and_model_with_the_headers_of_cross_origin_isolati
 def test_serve_on_a_port_in_use_is_a_one_line_error(exported):
     with serving(exported[2]) as url:
         port = url.rsplit(":", 1)[1].strip("/")
-        done = subprocess.run([sys.executable, str(WEB / "serve.py"), "--port", port, "--model", str(exported[2])],
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            [sys.executable, str(WEB / "serve.py"), "--port", port, "--model", str(exported[2])],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: cannot serve on 127.0.0.1:{port}")
     assert "Traceback" not in done.stderr

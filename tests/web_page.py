@@ -3,6 +3,7 @@
 Shared by tests/test_web.py and bench/bench_web.py. The driver, web/tests/drive.mjs, runs every case
 of a spec in one Chromium launch and prints what the page showed as JSON.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,8 +51,12 @@ def missing_tools() -> str:
 @contextlib.contextmanager
 def serving(model_dir: Path) -> Iterator[str]:
     """web/serve.py on a free port of 127.0.0.1 with `model_dir` as the page's model; yields the page's URL."""
-    server = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--port", "0", "--quiet", "--model", str(model_dir)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(WEB / "serve.py"), "--port", "0", "--quiet", "--model", str(model_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         for line in server.stdout:  # warnings first, then "serving http://127.0.0.1:PORT/ ..."
@@ -70,13 +75,23 @@ def serving(model_dir: Path) -> Iterator[str]:
 def drive(url: str, sessions: list[dict], out: Path, timeout_s: float) -> dict:
     """Run the sessions (see web/tests/drive.mjs) in one headless Chromium; what the page showed, as JSON."""
     out.mkdir(parents=True, exist_ok=True)
-    spec = {"url": url, "chromium": chromium_path(), "out": str(out), "timeout_ms": int(timeout_s * 1000),
-            "sessions": sessions}
+    spec = {
+        "url": url,
+        "chromium": chromium_path(),
+        "out": str(out),
+        "timeout_ms": int(timeout_s * 1000),
+        "sessions": sessions,
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
     try:
-        done = subprocess.run(["node", str(DRIVER), f.name], cwd=WEB, capture_output=True, text=True,
-                              timeout=timeout_s * (1 + sum(len(s.get("steps", [])) for s in sessions)))
+        done = subprocess.run(
+            ["node", str(DRIVER), f.name],
+            cwd=WEB,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s * (1 + sum(len(s.get("steps", [])) for s in sessions)),
+        )
     finally:
         os.unlink(f.name)
     if done.returncode:

@@ -6,6 +6,7 @@
 Standard library only. Every response carries the COOP/COEP headers that make the page
 cross-origin isolated, which is what lets onnxruntime-web run its WebAssembly on several threads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,18 @@ WEB = Path(__file__).resolve().parent
 HOST, PORT = "127.0.0.1", 8000
 MODEL_URL = "/model/"
 RUNTIME = WEB / "node_modules" / "onnxruntime-web" / "dist"
-ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
-             "Cross-Origin-Resource-Policy": "same-origin"}
-TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
-         ".onnx": "application/octet-stream", ".json": "application/json"}
+ISOLATION = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+TYPES = {
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".wasm": "application/wasm",
+    ".onnx": "application/octet-stream",
+    ".json": "application/json",
+}
 
 
 class PageHandler(http.server.SimpleHTTPRequestHandler):
@@ -35,7 +44,7 @@ class PageHandler(http.server.SimpleHTTPRequestHandler):
 
     def translate_path(self, path: str) -> str:
         if path.split("?", 1)[0].startswith(MODEL_URL):
-            name = path.split("?", 1)[0][len(MODEL_URL):]
+            name = path.split("?", 1)[0][len(MODEL_URL) :]
             return str(self.model_dir / Path(name).name) if name else str(self.model_dir)
         return super().translate_path(path)
 
@@ -54,15 +63,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="serve.py", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=HOST)
     parser.add_argument("--port", type=int, default=PORT, help="0: any free port (the URL is printed)")
-    parser.add_argument("--model", type=Path, default=WEB / "model",
-                        help="folder with clmr_tagger.onnx, clmr_tagger.json (and clmr_encoder.onnx)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=WEB / "model",
+        help="folder with clmr_tagger.onnx, clmr_tagger.json (and clmr_encoder.onnx)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
     if not (RUNTIME / "ort.wasm.min.mjs").is_file():
         print(f"warning: {RUNTIME} is missing; run `npm ci` in {WEB} first", file=sys.stderr)
     if not (args.model / "clmr_tagger.json").is_file():
-        print(f"warning: no model in {args.model}; export one with "
-              f"`python export.py ... --web {args.model}`", file=sys.stderr)
+        print(
+            f"warning: no model in {args.model}; export one with `python export.py ... --web {args.model}`",
+            file=sys.stderr,
+        )
     handler = functools.partial(PageHandler, model_dir=args.model.resolve(), quiet=args.quiet)
     try:
         server = http.server.ThreadingHTTPServer((args.host, args.port), handler)

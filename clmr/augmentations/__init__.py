@@ -1,8 +1,8 @@
 """CLMR's audio augmentation chain: pure batched ops in ``functional``, random modules in ``transforms``.
 
-    chain = build_augmentation_chain(22050, 59049, polarity=0.8, noise=0.01, gain=0.3, filters=0.8,
-                                     delay=0.3, pitch=0.6, reverb=0.6)   # clmr.stages.augmentation_chain(cfg)
-    views = chain(crops)                    # (batch, 1, audio_length) -> same shape, each example its own draws
+chain = build_augmentation_chain(22050, 59049, polarity=0.8, noise=0.01, gain=0.3, filters=0.8,
+                                 delay=0.3, pitch=0.6, reverb=0.6)   # clmr.stages.augmentation_chain(cfg)
+views = chain(crops)                    # (batch, 1, audio_length) -> same shape, each example its own draws
 """
 
 from __future__ import annotations
@@ -48,9 +48,19 @@ FILTERS_MIN_RATE = 2 * LOWPASS_HZ[1]  # the low-pass cut-off must stay below Nyq
 STEPS = ("polarity", "noise", "gain", "filters", "delay", "pitch", "reverb")  # in the chain's order
 
 
-def build_augmentation_chain(sample_rate: int, audio_length: int, *, polarity: float, noise: float, gain: float,
-                             filters: float, delay: float, pitch: float, reverb: float,
-                             crop: bool = False) -> nn.Module:
+def build_augmentation_chain(
+    sample_rate: int,
+    audio_length: int,
+    *,
+    polarity: float,
+    noise: float,
+    gain: float,
+    filters: float,
+    delay: float,
+    pitch: float,
+    reverb: float,
+    crop: bool = False,
+) -> nn.Module:
     """CLMR's augmentation chain, each step applied per example with its probability.
 
     The chain maps (batch, 1, audio_length) to the same shape ((1, audio_length) works too).
@@ -58,8 +68,10 @@ def build_augmentation_chain(sample_rate: int, audio_length: int, *, polarity: f
     """
     sr, n_samples = sample_rate, audio_length
     if filters > 0 and sr < FILTERS_MIN_RATE:
-        raise ValueError(f"the filters augmentation (p {filters:g}) cuts off up to {LOWPASS_HZ[1]} Hz and needs a "
-                         f"sample rate of at least {FILTERS_MIN_RATE} Hz, not {sr}")
+        raise ValueError(
+            f"the filters augmentation (p {filters:g}) cuts off up to {LOWPASS_HZ[1]} Hz and needs a "
+            f"sample rate of at least {FILTERS_MIN_RATE} Hz, not {sr}"
+        )
     high_low = [HighLowPass(sample_rate=sr)] if sr >= FILTERS_MIN_RATE else []  # else never applied (p = 0)
     steps = [RandomResizedCrop(n_samples)] if crop else []
     steps += [

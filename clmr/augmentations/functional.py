@@ -116,9 +116,7 @@ def lowpass_filter(x: torch.Tensor, cutoff: torch.Tensor, zeros: float = 8.0) ->
     return _fft_convolve_same(x, kernels)
 
 
-def high_low_pass(
-    x: torch.Tensor, sample_rate: int, cutoff_hz: torch.Tensor, highpass: torch.Tensor
-) -> torch.Tensor:
+def high_low_pass(x: torch.Tensor, sample_rate: int, cutoff_hz: torch.Tensor, highpass: torch.Tensor) -> torch.Tensor:
     """A julius high-pass (x minus its low-pass) where ``highpass`` is True, else a low-pass."""
     low = lowpass_filter(x, cutoff_hz.to(x.device, torch.float64) / sample_rate)
     high = highpass.to(device=x.device, dtype=x.dtype).view(-1, 1, 1)  # 1.0 for a high-pass

@@ -107,7 +107,7 @@ def _wsola(u: torch.Tensor, stretch: torch.Tensor, n_out: int, segment: int, sea
     span = torch.arange(search + overlap, device=device)
     regions = padded.gather(1, (first.unsqueeze(-1) + span).flatten(1)).view(rows, n_segments, -1)
     candidate = first.unsqueeze(-1) + offsets + back  # (rows, J, candidates)
-    candidate_energy = (energy.gather(1, (candidate + overlap).flatten(1)) - energy.gather(1, candidate.flatten(1)))
+    candidate_energy = energy.gather(1, (candidate + overlap).flatten(1)) - energy.gather(1, candidate.flatten(1))
     candidate_energy = candidate_energy.view(rows, n_segments, -1)
     bias = TIE_BREAK * offsets.abs() * (candidate_energy.mean(dim=-1, keepdim=True) + 1e-12)
     candidate_energy = (candidate_energy + bias).to(dtype)
@@ -127,8 +127,9 @@ def _wsola(u: torch.Tensor, stretch: torch.Tensor, n_out: int, segment: int, sea
     pieces = padded.gather(1, index.flatten(1)).view(rows, n_segments, segment) * fade
     total = (n_segments - 1) * hop + segment
     out = F.fold(pieces.transpose(1, 2), (1, total), (1, segment), stride=(1, hop)).view(rows, total)
-    envelope = F.fold(fade.view(1, segment, 1).expand(1, segment, n_segments), (1, total), (1, segment),
-                      stride=(1, hop)).view(1, total)
+    envelope = F.fold(
+        fade.view(1, segment, 1).expand(1, segment, n_segments), (1, total), (1, segment), stride=(1, hop)
+    ).view(1, total)
     # The first segment has no predecessor: its fade-in divides out against the envelope.
     return (out / envelope.clamp(min=1e-6))[:, :n_out]
 

@@ -153,7 +153,7 @@ class Gain(RandomTransform):
         return f"min_gain={self.min_gain}, max_gain={self.max_gain}"
 
 
-LOWPASS_HZ = (2200, 4000)   # HighLowPass's cut-off ranges (torchaudio-augmentations' defaults)
+LOWPASS_HZ = (2200, 4000)  # HighLowPass's cut-off ranges (torchaudio-augmentations' defaults)
 HIGHPASS_HZ = (200, 1200)
 
 
@@ -230,7 +230,9 @@ class Delay(RandomTransform):
         return F.delay(x, params["offset"], self.volume_factor)
 
     def extra_repr(self):
-        return f"sample_rate={self.sample_rate}, volume_factor={self.volume_factor}, delays_ms={self.delays_ms.tolist()}"
+        return (
+            f"sample_rate={self.sample_rate}, volume_factor={self.volume_factor}, delays_ms={self.delays_ms.tolist()}"
+        )
 
 
 class PitchShift(RandomTransform):

@@ -2,6 +2,7 @@
 
 Each dataset is an `AudioDataset`: tracks on disk, optional labels and tag names, read as windows.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -42,6 +43,14 @@ def dataset_from_config(cfg, subset: str) -> AudioDataset:
     return cls(cfg.dataset_dir, subset, sample_rate=cfg.sample_rate, audio_length=cfg.audio_length, **options)
 
 
-__all__ = ["AudioDataset", "CropDataset", "DatasetError", "REGISTRY", "SUBSETS",
-           "dataset_class", "dataset_from_config", "get_dataset",
-           "layout_lines"]
+__all__ = [
+    "AudioDataset",
+    "CropDataset",
+    "DatasetError",
+    "REGISTRY",
+    "SUBSETS",
+    "dataset_class",
+    "dataset_from_config",
+    "get_dataset",
+    "layout_lines",
+]

@@ -1,4 +1,5 @@
 """The dataset base: a list of tracks with optional labels, read as fixed-length windows from disk."""
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,9 @@ class AudioDataset(Dataset):
     CONFIG_KEYS: dict[str, str] = {}  # constructor argument -> the config key it is read from (dataset_from_config)
     TAG_NAMES: tuple[str, ...] = ()  # tag names fixed in code (the same for every copy of the dataset), if any
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE,
-                 audio_length: int = AUDIO_LENGTH):
+    def __init__(
+        self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH
+    ):
         if subset not in SUBSETS:
             raise DatasetError(f"unknown subset {subset!r}; expected one of {', '.join(SUBSETS)}")
         self.root = Path(root)
@@ -119,8 +121,9 @@ class AudioDataset(Dataset):
         for path in short[:5]:
             log.warning("skipping %s: shorter than %d samples", shown(path), min_frames)
         if short:
-            log.warning("%s/%s: skipped %d track(s) shorter than %d samples", self.name, self.subset,
-                        len(short), min_frames)
+            log.warning(
+                "%s/%s: skipped %d track(s) shorter than %d samples", self.name, self.subset, len(short), min_frames
+            )
         return keep
 
     def describe(self) -> str:

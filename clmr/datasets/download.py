@@ -4,6 +4,7 @@ Every step can be interrupted and re-run: a download grows a `<name>.part` file,
 Range request and renamed once its checksum matches; merged archives and extracted members are
 written under temporary names and renamed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,8 +70,14 @@ def verify(path: str | os.PathLike, checksum: str) -> None:
         raise DownloadError(f"{path}: checksum mismatch ({kind} {actual}, expected {expected})")
 
 
-def download(url: str, dest: str | os.PathLike, checksum: str = "", retries: int = 3, timeout: float = 60.0,
-             progress: Callable[[int, int | None], None] | None = None) -> Path:
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    checksum: str = "",
+    retries: int = 3,
+    timeout: float = 60.0,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Path:
     """Fetch `url` to `dest`, resuming `dest.part` where a previous attempt stopped.
 
     An existing `dest` that matches `checksum` is kept (no request is made). A connection that drops
@@ -151,12 +158,12 @@ def download_all(files: Iterable[RemoteFile], folder: str | os.PathLike, **kwarg
     paths = []
     for remote in files:
         with tqdm(desc=remote.name, unit="B", unit_scale=True, unit_divisor=1024, leave=False) as bar:
+
             def progress(done: int, total: int | None, bar=bar) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            paths.append(download(remote.url, Path(folder) / remote.name, remote.checksum, progress=progress,
-                                  **kwargs))
+            paths.append(download(remote.url, Path(folder) / remote.name, remote.checksum, progress=progress, **kwargs))
         log.info("%s: ok", paths[-1])
     return paths
 

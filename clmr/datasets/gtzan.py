@@ -10,6 +10,7 @@ mislabelled and distorted excerpts removed), as torchaudio ships it. Layout unde
 or, read as it is when gtzan/wav/ is absent, the original CLMR's (torchaudio's) layout:
 `<dataset_dir>/genres/<genre>/<genre>.000NN.wav`, with torchaudio's lists.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,9 +27,11 @@ from clmr.filenames import shown
 FOLDER = "gtzan"
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 LIST_FILES = {"train": "train_filtered.txt", "valid": "valid_filtered.txt", "test": "test_filtered.txt"}
-DEAD_HOST = ("GTZAN cannot be downloaded automatically: its host (http://opihi.cs.uvic.ca/sound/genres.tar.gz, "
-             "also torchaudio's URL) is offline. Put a copy you obtained elsewhere in {where} as "
-             "genres/<genre>/<genre>.000NN.wav (or .au); see docs/DATASETS.md")
+DEAD_HOST = (
+    "GTZAN cannot be downloaded automatically: its host (http://opihi.cs.uvic.ca/sound/genres.tar.gz, "
+    "also torchaudio's URL) is offline. Put a copy you obtained elsewhere in {where} as "
+    "genres/<genre>/<genre>.000NN.wav (or .au); see docs/DATASETS.md"
+)
 
 
 def dataset_root(dataset_dir: str | os.PathLike) -> Path:
@@ -44,8 +47,10 @@ def split_names(subset: str, folder: Path | None = None) -> list[str]:
             if line.strip():
                 stem = Path(line.strip()).stem
                 if stem.split(".")[0] not in GENRES:
-                    raise DatasetError(f"{path}:{lineno}: {line.strip()!r} is not genre/genre.000NN.wav "
-                                       f"with a genre of {', '.join(GENRES)}")
+                    raise DatasetError(
+                        f"{path}:{lineno}: {line.strip()!r} is not genre/genre.000NN.wav "
+                        f"with a genre of {', '.join(GENRES)}"
+                    )
                 names.append(stem)
         return names
     from torchaudio.datasets import gtzan
@@ -75,7 +80,9 @@ class GTZAN(AudioDataset):
     multilabel = False
     TAG_NAMES = GENRES
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH):
+    def __init__(
+        self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH
+    ):
         super().__init__(root, subset, sample_rate, audio_length)
         self.base = dataset_root(root)
         hint = f"convert it with: python preprocess.py --dataset gtzan --dataset_dir {root} --sample_rate {sample_rate}"
@@ -90,8 +97,13 @@ class GTZAN(AudioDataset):
         else:
             found = source_folder(self.base)
             how = hint if found else DEAD_HOST.format(where=self.base) + f"; then {hint}"
-            raise neither_complete("GTZAN", self.base, [f"wav/ (converted from {self.base / 'genres'}/)"],
-                                   [f"{Path(root) / 'genres'}/<genre>/<genre>.000NN.wav"], how)
+            raise neither_complete(
+                "GTZAN",
+                self.base,
+                [f"wav/ (converted from {self.base / 'genres'}/)"],
+                [f"{Path(root) / 'genres'}/<genre>/<genre>.000NN.wav"],
+                how,
+            )
         self.tag_names = list(GENRES)
         self.listed = len(names)
         files = [audio / n.split(".")[0] / f"{n}.wav" for n in names]
@@ -103,7 +115,9 @@ class GTZAN(AudioDataset):
             check_original_rate("gtzan", self.files, sample_rate)
 
     @classmethod
-    def prepare(cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False) -> dict:
+    def prepare(
+        cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False
+    ) -> dict:
         """Convert genres/ to wav/; returns the manifest."""
         from clmr.preprocessing import convert_all, plan_mirror
 
@@ -111,9 +125,11 @@ class GTZAN(AudioDataset):
         source = source_folder(base)
         original = original_folder(dataset_dir)
         if source is None and original is not None:
-            return {"note": f"gtzan: {shown(original)} is the original CLMR's GTZAN (torchaudio's layout, "
-                            f"<genre>/<genre>.000NN.wav): nothing to convert; main.py and linear_evaluation.py "
-                            f"read it as it is"}
+            return {
+                "note": f"gtzan: {shown(original)} is the original CLMR's GTZAN (torchaudio's layout, "
+                f"<genre>/<genre>.000NN.wav): nothing to convert; main.py and linear_evaluation.py "
+                f"read it as it is"
+            }
         if source is None:
             raise DatasetError(f"{base / 'genres'}: GTZAN audio not found. " + DEAD_HOST.format(where=base))
         jobs = plan_mirror(source, base / "wav")

@@ -3,6 +3,7 @@
 A dataset class finds which of the two is complete, reads it, and sets `layout` to one line saying which
 it read; when neither is complete, one DatasetError line names the folder and what each layout lacks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,10 @@ def missing_files(folder: Path, names: Iterable[str], shown_as: str = "") -> lis
 
 def neither_complete(dataset: str, base: Path, ours: Sequence[str], original: Sequence[str], how: str) -> DatasetError:
     """The one-line error for a folder in which neither layout is complete."""
-    return DatasetError(f"{shown(base)}: no complete {dataset} layout: clmr's (preprocess.py) lacks "
-                        f"{', '.join(ours)}; the original CLMR's lacks {', '.join(original)}; {how}")
+    return DatasetError(
+        f"{shown(base)}: no complete {dataset} layout: clmr's (preprocess.py) lacks "
+        f"{', '.join(ours)}; the original CLMR's lacks {', '.join(original)}; {how}"
+    )
 
 
 def layout_line(dataset: str, layout: str, base: Path, what: str) -> str:
@@ -52,13 +55,16 @@ def check_original_rate(dataset: str, files: Sequence[Path], sample_rate: int) -
             continue
         if info.sample_rate == sample_rate and info.channels == 1:
             return
-        convert = (f"convert the source audio into clmr's layout with python preprocess.py --dataset {dataset} "
-                   f"--sample_rate {sample_rate} (docs/DATASETS.md)")
+        convert = (
+            f"convert the source audio into clmr's layout with python preprocess.py --dataset {dataset} "
+            f"--sample_rate {sample_rate} (docs/DATASETS.md)"
+        )
         fix = f"pass --sample_rate {info.sample_rate}, or {convert}" if info.channels == 1 else convert
         raise DatasetError(
             f"{shown(path)}: {info.channels} channel(s) at {info.sample_rate} Hz in the original CLMR layout of "
             f"{dataset} (its preprocess.py wrote mono at --sample_rate, default {ORIGINAL_RATE} Hz), but this run "
-            f"reads mono at --sample_rate {sample_rate}; {fix}")
+            f"reads mono at --sample_rate {sample_rate}; {fix}"
+        )
 
 
 def layout_lines(*datasets) -> list[str]:

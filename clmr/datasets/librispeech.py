@@ -11,6 +11,7 @@ Layout under `<dataset_dir>/librispeech/`:
     LibriSpeech/<url>/<speaker>/<chapter>/<speaker>-<chapter>-<utterance>.flac   (torchaudio's layout)
     wav/<url>/<speaker>/<chapter>/<speaker>-<chapter>-<utterance>.wav          (written by preprocess.py)
 """
+
 from __future__ import annotations
 
 import os
@@ -42,11 +43,15 @@ def open_librispeech(base: Path, url: str, download: bool = False):
         raise DatasetError(f"--librispeech_url: {err}") from None
     except (OSError, RuntimeError) as err:
         if download:
-            raise DatasetError(f"downloading LibriSpeech {url} into {base} failed ({err}); run again to retry, "
-                               f"or extract {url}.tar.gz from https://www.openslr.org/12 there yourself") from None
-        raise DatasetError(f"{base / 'LibriSpeech' / url}: LibriSpeech {url} not found; get it with: "
-                           f"python preprocess.py --dataset librispeech --dataset_dir {base.parent} --download "
-                           f"(or extract {url}.tar.gz from https://www.openslr.org/12 into {base})") from None
+            raise DatasetError(
+                f"downloading LibriSpeech {url} into {base} failed ({err}); run again to retry, "
+                f"or extract {url}.tar.gz from https://www.openslr.org/12 there yourself"
+            ) from None
+        raise DatasetError(
+            f"{base / 'LibriSpeech' / url}: LibriSpeech {url} not found; get it with: "
+            f"python preprocess.py --dataset librispeech --dataset_dir {base.parent} --download "
+            f"(or extract {url}.tar.gz from https://www.openslr.org/12 into {base})"
+        ) from None
 
 
 def subset_of(position: int) -> str:
@@ -61,8 +66,14 @@ class LibriSpeech(AudioDataset):
     multilabel = False
     CONFIG_KEYS = {"url": "librispeech_url"}
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
-                 url: str = DEFAULT_URL):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        subset: str,
+        sample_rate: int = SAMPLE_RATE,
+        audio_length: int = AUDIO_LENGTH,
+        url: str = DEFAULT_URL,
+    ):
         super().__init__(root, subset, sample_rate, audio_length)
         self.base = dataset_root(root)
         self.url = url
@@ -82,8 +93,10 @@ class LibriSpeech(AudioDataset):
                     files.append(self.base / "wav" / Path(relpath).with_suffix(".wav"))
                     labels.append(label)
         self.listed = len(files)
-        hint = (f"convert them with: python preprocess.py --dataset librispeech --dataset_dir {root} "
-                f"--sample_rate {sample_rate}")
+        hint = (
+            f"convert them with: python preprocess.py --dataset librispeech --dataset_dir {root} "
+            f"--sample_rate {sample_rate}"
+        )
         if not (self.base / "wav" / url).is_dir():
             raise DatasetError(f"{self.base / 'wav' / url}: no converted audio; {hint}")
         if not files:
@@ -93,8 +106,14 @@ class LibriSpeech(AudioDataset):
         self.targets = np.asarray(labels, dtype=np.int64)[present]
 
     @classmethod
-    def prepare(cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False,
-                url: str = DEFAULT_URL) -> dict:
+    def prepare(
+        cls,
+        dataset_dir: str | os.PathLike,
+        sample_rate: int,
+        workers: int = 0,
+        download: bool = False,
+        url: str = DEFAULT_URL,
+    ) -> dict:
         """Download with --download (torchaudio, from openslr.org), then convert the flac files; returns the manifest."""
         from clmr.atomic import check_writable
         from clmr.preprocessing import convert_all, plan_mirror

@@ -4,6 +4,7 @@ The training loader is resumable: its order is drawn from (seed, epoch) alone an
 saved in every checkpoint (Lightning's `state_dict` protocol for loaders), so a run resumed from a checkpoint
 written mid-epoch trains on the batches the interrupted run had not reached, in the order it would have.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -115,17 +116,30 @@ class EpochLength(Callback):
                 loader.epoch_length = int(batches) if batches != float("inf") else None
 
 
-def crop_loader(dataset: AudioDataset, *, batch_size: int, train: bool, seed: int, workers: int = 0,
-                pin_memory: bool = False, n_views: int | None = 2,
-                transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> DataLoader:
+def crop_loader(
+    dataset: AudioDataset,
+    *,
+    batch_size: int,
+    train: bool,
+    seed: int,
+    workers: int = 0,
+    pin_memory: bool = False,
+    n_views: int | None = 2,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> DataLoader:
     """Batches of random crops (n_views per track, or one when None) of `dataset`; the training order is drawn
     from (`seed`, epoch) and resumable."""
     crops = CropDataset(dataset, n_views=n_views, transform=transform)
     if train and len(crops) < batch_size:
         raise DatasetError(f"{dataset.describe()}: fewer usable tracks ({len(crops)}) than --batch_size {batch_size}")
-    options = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=workers > 0,
-                   prefetch_factor=PREFETCH_FACTOR if workers > 0 else None)
+    options = dict(
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        prefetch_factor=PREFETCH_FACTOR if workers > 0 else None,
+    )
     if train:  # drop_last: equal batch sizes on every step (and every DDP rank)
-        return ResumableLoader(crops, batch_sampler=ResumableBatches(EpochShuffle(crops, seed), batch_size,
-                                                                     drop_last=True), **options)
+        return ResumableLoader(
+            crops, batch_sampler=ResumableBatches(EpochShuffle(crops, seed), batch_size, drop_last=True), **options
+        )
     return DataLoader(crops, batch_size=batch_size, shuffle=False, **options)

@@ -23,6 +23,7 @@ The number of tags comes from the label files, the names from output_labels_mtt.
 Three clips of the archive are empty (0-byte mp3s): clip ids 35644, 55753 and 57881. They are left out
 of every split with one logged note, and preprocess skips them with that reason.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,10 +56,14 @@ ANNOTATIONS = {"annotations_final.csv": "md5:f04fa01752a8cc64f6e1ca142a0fef1d"}
 
 # The split files, pinned to the commits they were checked at (md5 of those files; for the three over
 # 4 MiB only the Git blob id prefix is known, which verifies them just as well).
-PONS2017_URL = ("https://raw.githubusercontent.com/jordipons/musicnn-training/"
-                "c7aa67bd1641592fcf43467c37db01b553dd4e5c/data/index/mtt")
-SOTA_URL = ("https://raw.githubusercontent.com/minzwon/sota-music-tagging-models/"
-            "c5c726c0caff82d3c2127618bd4cd8185940837a/split/mtat")
+PONS2017_URL = (
+    "https://raw.githubusercontent.com/jordipons/musicnn-training/"
+    "c7aa67bd1641592fcf43467c37db01b553dd4e5c/data/index/mtt"
+)
+SOTA_URL = (
+    "https://raw.githubusercontent.com/minzwon/sota-music-tagging-models/"
+    "c5c726c0caff82d3c2127618bd4cd8185940837a/split/mtat"
+)
 SPLIT_FILES = {
     "pons2017": {
         "index_mtt.tsv": "md5:1b80914bad5a4b5fbef3e702b06510d4",
@@ -92,8 +97,10 @@ def dataset_root(dataset_dir: str | os.PathLike) -> Path:
 
 
 def how_to_get(dataset_dir: str | os.PathLike) -> str:
-    return (f"get them with: python preprocess.py --dataset magnatagatune --dataset_dir {dataset_dir} --download "
-            f"(see docs/DATASETS.md)")
+    return (
+        f"get them with: python preprocess.py --dataset magnatagatune --dataset_dir {dataset_dir} --download "
+        f"(see docs/DATASETS.md)"
+    )
 
 
 def wav_path(root: Path, mp3_rel: str) -> Path:
@@ -127,12 +134,19 @@ class MagnaTagATune(AudioDataset):
     multilabel = True
     CONFIG_KEYS = {"split": "mtat_split"}
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
-                 split: str = "pons2017"):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        subset: str,
+        sample_rate: int = SAMPLE_RATE,
+        audio_length: int = AUDIO_LENGTH,
+        split: str = "pons2017",
+    ):
         super().__init__(root, subset, sample_rate, audio_length)
         if split not in SPLITS:
-            raise DatasetError(f"unknown MagnaTagATune split {split!r}; expected one of {', '.join(SPLITS)} "
-                               f"(--mtat_split)")
+            raise DatasetError(
+                f"unknown MagnaTagATune split {split!r}; expected one of {', '.join(SPLITS)} (--mtat_split)"
+            )
         self.split = split
         self.base = dataset_root(root)
         if not self.base.is_dir():
@@ -146,14 +160,23 @@ class MagnaTagATune(AudioDataset):
         names = self._tag_names(meta, layout, targets.shape[1])
         keep = [i for i, rel in enumerate(rel_paths) if rel not in _BROKEN_PATHS]
         if len(keep) < len(rel_paths):
-            dropped = [f"{clip_ids[i]} ({rel_paths[i]})" for i in range(len(rel_paths)) if rel_paths[i] in _BROKEN_PATHS]
-            log.info("magnatagatune/%s (%s): left out %d known broken clip(s), empty in the archive: %s",
-                     subset, split, len(dropped), ", ".join(dropped))
+            dropped = [
+                f"{clip_ids[i]} ({rel_paths[i]})" for i in range(len(rel_paths)) if rel_paths[i] in _BROKEN_PATHS
+            ]
+            log.info(
+                "magnatagatune/%s (%s): left out %d known broken clip(s), empty in the archive: %s",
+                subset,
+                split,
+                len(dropped),
+                ", ".join(dropped),
+            )
         self.listed = len(keep)  # clips of the split, before missing audio files are dropped
         self.tag_names = names
         if layout == OURS:
-            hint = (f"convert them with: python preprocess.py --dataset magnatagatune --dataset_dir {root} "
-                    f"--sample_rate {sample_rate}")
+            hint = (
+                f"convert them with: python preprocess.py --dataset magnatagatune --dataset_dir {root} "
+                f"--sample_rate {sample_rate}"
+            )
         else:
             hint = "the original CLMR's preprocess.py writes each .wav next to its .mp3"
         files = [audio / Path(rel_paths[i]).with_suffix(".wav") for i in keep]
@@ -190,8 +213,10 @@ class MagnaTagATune(AudioDataset):
         if not original:
             return ORIGINAL
         if ours == ["wav/"]:
-            how = (f"convert with: python preprocess.py --dataset magnatagatune --dataset_dir {self.root} "
-                   f"--sample_rate {self.sample_rate}")
+            how = (
+                f"convert with: python preprocess.py --dataset magnatagatune --dataset_dir {self.root} "
+                f"--sample_rate {self.sample_rate}"
+            )
         else:
             how = how_to_get(self.root)
         raise neither_complete("MagnaTagATune", self.base, ours, original, how)
@@ -199,12 +224,17 @@ class MagnaTagATune(AudioDataset):
     def _tag_names(self, meta: Path, layout: str, n_tags: int) -> list[str]:
         """clmr's layout: the split's names file. The original's needs none (it hard-codes 50 tags): the first of
         output_labels_mtt.txt and tags.npy found in the folder, else `tag0` ... (labels are unchanged)."""
-        files = ["output_labels_mtt.txt", "tags.npy"] if self.split == "pons2017" else ["tags.npy", "output_labels_mtt.txt"]
+        files = (
+            ["output_labels_mtt.txt", "tags.npy"] if self.split == "pons2017" else ["tags.npy", "output_labels_mtt.txt"]
+        )
         if layout == ORIGINAL:
             files = [f for f in files if (meta / f).is_file()]
             if not files:
-                log.info("magnatagatune: %s has neither output_labels_mtt.txt nor tags.npy; tags named tag0 ... "
-                         "tag%d", self.base, n_tags - 1)
+                log.info(
+                    "magnatagatune: %s has neither output_labels_mtt.txt nor tags.npy; tags named tag0 ... tag%d",
+                    self.base,
+                    n_tags - 1,
+                )
                 return [f"tag{i}" for i in range(n_tags)]
         path = meta / files[0]
         if path.suffix == ".npy":
@@ -223,8 +253,9 @@ class MagnaTagATune(AudioDataset):
         ids, targets = read_gt_tsv(meta / gt_name)
         unknown = [c for c in ids if c not in path_of]
         if unknown:
-            raise DatasetError(f"{meta / gt_name}: {len(unknown)} clip id(s) not in index_mtt.tsv "
-                               f"(first: {unknown[0]})")
+            raise DatasetError(
+                f"{meta / gt_name}: {len(unknown)} clip id(s) not in index_mtt.tsv (first: {unknown[0]})"
+            )
         return [path_of[c] for c in ids], ids, targets
 
     def _read_sota(self, meta: Path):
@@ -237,7 +268,9 @@ class MagnaTagATune(AudioDataset):
         for n, item in enumerate(items):
             ix, sep, rel = str(item).partition("\t")
             if not sep or not ix.strip().isdigit():
-                raise DatasetError(f"{meta / list_name}[{n}]: expected 'row<TAB>folder/name.mp3', got {str(item)[:60]!r}")
+                raise DatasetError(
+                    f"{meta / list_name}[{n}]: expected 'row<TAB>folder/name.mp3', got {str(item)[:60]!r}"
+                )
             if int(ix) >= len(binary):
                 raise DatasetError(f"{meta / list_name}[{n}]: row {ix} is beyond binary.npy's {len(binary)} rows")
             rows.append(int(ix))
@@ -255,8 +288,15 @@ class MagnaTagATune(AudioDataset):
 
     # -- preprocess.py ------------------------------------------------------------------------
     @classmethod
-    def prepare(cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False,
-                base_url: str = BASE_URL, split_urls: dict[str, str] | None = None) -> dict:
+    def prepare(
+        cls,
+        dataset_dir: str | os.PathLike,
+        sample_rate: int,
+        workers: int = 0,
+        download: bool = False,
+        base_url: str = BASE_URL,
+        split_urls: dict[str, str] | None = None,
+    ) -> dict:
         """Download (with `download`: the audio from `base_url`, the splits from `split_urls`), verify, merge,
         extract, and convert to wav; returns the manifest."""
         from clmr.atomic import check_writable
@@ -265,12 +305,16 @@ class MagnaTagATune(AudioDataset):
         base = dataset_root(dataset_dir)
         if download:
             check_writable(base, "--dataset_dir")
-            fetch(base, base_url=base_url, split_urls={"pons2017": PONS2017_URL, "sota": SOTA_URL, **(split_urls or {})})
+            fetch(
+                base, base_url=base_url, split_urls={"pons2017": PONS2017_URL, "sota": SOTA_URL, **(split_urls or {})}
+            )
         elif not (base / "mp3").is_dir():
             if (base / "index_mtt.tsv").is_file() and original_audio(base):
-                return {"note": f"magnatagatune: {shown(base)} is in the original CLMR layout (index_mtt.tsv, .wav "
-                                f"next to the .mp3 in 0/ ... f/): nothing to convert; main.py and "
-                                f"linear_evaluation.py read it as it is"}
+                return {
+                    "note": f"magnatagatune: {shown(base)} is in the original CLMR layout (index_mtt.tsv, .wav "
+                    f"next to the .mp3 in 0/ ... f/): nothing to convert; main.py and "
+                    f"linear_evaluation.py read it as it is"
+                }
             raise DatasetError(f"{base / 'mp3'}: MagnaTagATune mp3 folder not found; {how_to_get(dataset_dir)}")
         exclude = {rel: BROKEN_REASON.format(clip=clip) for clip, rel in BROKEN_CLIPS.items()}
         jobs = plan_mirror(base / "mp3", base / "wav", exclude=exclude, extensions=(".mp3",))
@@ -287,9 +331,14 @@ def _load_npy(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: not a readable .npy array ({err})") from None
 
 
-def fetch(base: Path, base_url: str = BASE_URL, split_urls: dict[str, str] | None = None,
-          audio_parts: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
-          split_files: dict[str, dict[str, str]] | None = None) -> None:
+def fetch(
+    base: Path,
+    base_url: str = BASE_URL,
+    split_urls: dict[str, str] | None = None,
+    audio_parts: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    split_files: dict[str, dict[str, str]] | None = None,
+) -> None:
     """Download both splits' files, the annotations and the audio parts (from `base_url`), check, merge, extract.
 
     The audio is not fetched again once extracted (by this function or by hand into mp3/0 ... mp3/f).

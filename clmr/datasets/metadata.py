@@ -3,6 +3,7 @@
 Label strings such as `[0.0, 1.0, ...]` are parsed as numbers, never evaluated as code; pickles are
 read with an unpickler that builds only plain containers (dict, list, str, int, float).
 """
+
 from __future__ import annotations
 
 import ast
@@ -68,7 +69,7 @@ def read_label_names(path: Path) -> list[str]:
     for line in text.splitlines():
         if "=" in line and "[" in line:
             try:
-                names = ast.literal_eval(line[line.index("["):].strip())
+                names = ast.literal_eval(line[line.index("[") :].strip())
             except (ValueError, SyntaxError):
                 raise DatasetError(f"{path}: cannot parse the label list {line[:60]!r}") from None
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -109,6 +110,12 @@ def existing(name: str, files: list[Path], hint: str) -> list[int]:
         example = f" (e.g. {files[0]})" if files else ""
         raise DatasetError(f"{name}: none of the {len(files)} converted audio files exist{example}; {hint}")
     missing = sorted(set(range(len(files))) - set(present))
-    log.warning("%s: %d of %d audio files are missing and skipped (first: %s); %s", name, len(missing),
-                len(files), files[missing[0]], hint)
+    log.warning(
+        "%s: %d of %d audio files are missing and skipped (first: %s); %s",
+        name,
+        len(missing),
+        len(files),
+        files[missing[0]],
+        hint,
+    )
     return present

@@ -15,6 +15,7 @@ or, read as it is, the original CLMR's layout: processed_annotations/ holding th
 Split: 201,680 / 11,774 / 28,435 tracks (train / valid / test), 50 tags in the order of
 output_labels_msd.txt (MSD_LABELS).
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,15 +64,19 @@ class MillionSongDataset(AudioDataset):
     name = "msd"
     multilabel = True
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH):
+    def __init__(
+        self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH
+    ):
         super().__init__(root, subset, sample_rate, audio_length)
         self.base = dataset_root(root)
         meta = self.base / "metadata"
         sources = SOURCES.format(dataset_dir=root)
         if not self.base.is_dir():
-            raise DatasetError(f"{self.base}: Million Song Dataset folder not found (it cannot be downloaded); "
-                               f"expected {meta}/ with {GT_FILES[subset]}, {LABELS} and {ID_TO_7D} or {INDEX}, "
-                               f"and the audio under {self.base / 'mp3'}/\n{sources}")
+            raise DatasetError(
+                f"{self.base}: Million Song Dataset folder not found (it cannot be downloaded); "
+                f"expected {meta}/ with {GT_FILES[subset]}, {LABELS} and {ID_TO_7D} or {INDEX}, "
+                f"and the audio under {self.base / 'mp3'}/\n{sources}"
+            )
         layout = self._find_layout(subset)
         if layout == ORIGINAL:  # the original CLMR's: processed_annotations/, preprocessed/X/Y/<7digital id>.clip.wav
             meta, audio = self.base / ORIGINAL_META, self.base / ORIGINAL_AUDIO
@@ -85,13 +90,22 @@ class MillionSongDataset(AudioDataset):
         known = [i for i, t in enumerate(ids) if t in path_of]
         if len(known) < len(ids):
             first = next(t for t in ids if t not in path_of)
-            log.warning("msd/%s: %d of %d tracks have no audio path in the id mapping (first: %s); skipped",
-                        subset, len(ids) - len(known), len(ids), first)
+            log.warning(
+                "msd/%s: %d of %d tracks have no audio path in the id mapping (first: %s); skipped",
+                subset,
+                len(ids) - len(known),
+                len(ids),
+                first,
+            )
         if not known:
-            raise DatasetError(f"msd/{subset}: none of the {len(ids)} track ids of {GT_FILES[subset]} is in the id mapping")
+            raise DatasetError(
+                f"msd/{subset}: none of the {len(ids)} track ids of {GT_FILES[subset]} is in the id mapping"
+            )
         if layout == OURS:
-            hint = (f"convert them with: python preprocess.py --dataset msd --dataset_dir {root} "
-                    f"--sample_rate {sample_rate}")
+            hint = (
+                f"convert them with: python preprocess.py --dataset msd --dataset_dir {root} "
+                f"--sample_rate {sample_rate}"
+            )
         else:
             hint = "the original CLMR's preprocess.py writes each .wav next to its .mp3 in preprocessed/"
         files = [audio / Path(path_of[ids[i]]).with_suffix(".wav") for i in known]
@@ -121,12 +135,16 @@ class MillionSongDataset(AudioDataset):
         if not original:
             return ORIGINAL
         if ours == ["wav/"]:
-            how = (f"convert with: python preprocess.py --dataset msd --dataset_dir {self.root} "
-                   f"--sample_rate {self.sample_rate}")
+            how = (
+                f"convert with: python preprocess.py --dataset msd --dataset_dir {self.root} "
+                f"--sample_rate {self.sample_rate}"
+            )
         else:
-            how = ("the metadata come from github.com/jordipons/musicnn-training (data/index/msd/) and "
-                   "github.com/jongpillee/music_dataset_split (MSD_split/), the audio (not downloadable) from a "
-                   "copy of the 7digital previews; see docs/DATASETS.md")
+            how = (
+                "the metadata come from github.com/jordipons/musicnn-training (data/index/msd/) and "
+                "github.com/jongpillee/music_dataset_split (MSD_split/), the audio (not downloadable) from a "
+                "copy of the 7digital previews; see docs/DATASETS.md"
+            )
         raise neither_complete("Million Song Dataset", self.base, ours, original, how)
 
     @staticmethod
@@ -157,25 +175,35 @@ class MillionSongDataset(AudioDataset):
                         raise DatasetError(f"{meta / INDEX}:{lineno}: expected 'MSD_ID<TAB>path', got {line[:60]!r}")
                     paths[track.strip()] = rel.strip()
             return paths
-        raise DatasetError(f"missing the track-to-audio mapping: expected {meta / ID_TO_7D} (7digital layout, "
-                           f"audio as mp3/X/Y/<7digital id>.clip.mp3) or {meta / INDEX} (audio as "
-                           f"mp3/X/Y/Z/<MSD id>.mp3)\n{sources}")
+        raise DatasetError(
+            f"missing the track-to-audio mapping: expected {meta / ID_TO_7D} (7digital layout, "
+            f"audio as mp3/X/Y/<7digital id>.clip.mp3) or {meta / INDEX} (audio as "
+            f"mp3/X/Y/Z/<MSD id>.mp3)\n{sources}"
+        )
 
     @classmethod
-    def prepare(cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False) -> dict:
+    def prepare(
+        cls, dataset_dir: str | os.PathLike, sample_rate: int, workers: int = 0, download: bool = False
+    ) -> dict:
         """Convert mp3/ to wav/ (the MSD cannot be downloaded); returns the manifest."""
         from clmr.preprocessing import convert_all, plan_mirror
 
         base = dataset_root(dataset_dir)
         sources = SOURCES.format(dataset_dir=dataset_dir)
         if download:
-            raise DatasetError(f"the Million Song Dataset cannot be downloaded; place a local copy in {base}\n{sources}")
+            raise DatasetError(
+                f"the Million Song Dataset cannot be downloaded; place a local copy in {base}\n{sources}"
+            )
         if not (base / "mp3").is_dir():
             if (base / ORIGINAL_META / ID_TO_7D).is_file() and next((base / ORIGINAL_AUDIO).rglob("*.wav"), None):
-                return {"note": f"msd: {shown(base)} is in the original CLMR layout ({ORIGINAL_META}/, .wav next to "
-                                f"the .mp3 in {ORIGINAL_AUDIO}/): nothing to convert; main.py and "
-                                f"linear_evaluation.py read it as it is"}
-            raise DatasetError(f"{base / 'mp3'}: MSD audio folder not found; expected the previews as "
-                               f"mp3/X/Y/<7digital id>.clip.mp3\n{sources}")
+                return {
+                    "note": f"msd: {shown(base)} is in the original CLMR layout ({ORIGINAL_META}/, .wav next to "
+                    f"the .mp3 in {ORIGINAL_AUDIO}/): nothing to convert; main.py and "
+                    f"linear_evaluation.py read it as it is"
+                }
+            raise DatasetError(
+                f"{base / 'mp3'}: MSD audio folder not found; expected the previews as "
+                f"mp3/X/Y/<7digital id>.clip.mp3\n{sources}"
+            )
         jobs = plan_mirror(base / "mp3", base / "wav", extensions=(".mp3",))
         return convert_all(jobs, base / "wav", sample_rate, workers=workers, dataset=cls.name)

@@ -4,6 +4,7 @@ Each named dataset class has a `prepare(dataset_dir, sample_rate, workers, downl
 here with the values of the config (the dataset's own options too); the `audio` folder dataset is converted
 here into a clean copy beside it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,14 +32,20 @@ def prepare(cfg) -> dict:
         if cfg.download:
             raise DatasetError("--dataset audio is a local folder: there is nothing to download")
         out = audio_output_dir(cfg)
-        return convert_all(plan_mirror(source, out), out, cfg.sample_rate, workers=cfg.workers, dataset="audio",
-                           flag="--output_dir")
+        return convert_all(
+            plan_mirror(source, out), out, cfg.sample_rate, workers=cfg.workers, dataset="audio", flag="--output_dir"
+        )
     cls = dataset_class(cfg.dataset)
     if not hasattr(cls, "prepare"):
         preparable = [n for n in REGISTRY if n == "audio" or hasattr(dataset_class(n), "prepare")]
-        raise DatasetError(f"--dataset {cfg.dataset} needs no preprocessing; preprocess.py handles "
-                           f"{', '.join(preparable)}")
-    options = {"magnatagatune": lambda: {"base_url": cfg.mtat_base_url,
-                                         "split_urls": {"pons2017": cfg.mtat_pons2017_url, "sota": cfg.mtat_sota_url}},
-               "librispeech": lambda: {"url": cfg.librispeech_url}}.get(cfg.dataset, dict)()
+        raise DatasetError(
+            f"--dataset {cfg.dataset} needs no preprocessing; preprocess.py handles {', '.join(preparable)}"
+        )
+    options = {
+        "magnatagatune": lambda: {
+            "base_url": cfg.mtat_base_url,
+            "split_urls": {"pons2017": cfg.mtat_pons2017_url, "sota": cfg.mtat_sota_url},
+        },
+        "librispeech": lambda: {"url": cfg.librispeech_url},
+    }.get(cfg.dataset, dict)()
     return cls.prepare(cfg.dataset_dir, cfg.sample_rate, workers=cfg.workers, download=bool(cfg.download), **options)

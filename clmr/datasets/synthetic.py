@@ -27,6 +27,7 @@ beside `tags.json`, `annotations.csv` and `tracks.json`; `complete.json` is writ
 folder without it is deleted and generated again. Generation holds a file lock, so processes that
 start together (DDP ranks) generate once and share the result.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -99,8 +100,13 @@ def _complete(folder: Path, fingerprint: dict) -> bool:
 
 def ensure_generated(folder: Path, n_tracks: int, duration: float, sample_rate: int, seed: int) -> None:
     """Generate the dataset into `folder` unless a complete one is there; safe to call from many processes."""
-    fingerprint = {"version": VERSION, "n_tracks": n_tracks, "duration": duration,
-                   "sample_rate": sample_rate, "seed": seed}
+    fingerprint = {
+        "version": VERSION,
+        "n_tracks": n_tracks,
+        "duration": duration,
+        "sample_rate": sample_rate,
+        "seed": seed,
+    }
     if _complete(folder, fingerprint):
         return
     with _locked(folder.parent / f"{folder.name}.lock"):
@@ -116,8 +122,9 @@ def ensure_generated(folder: Path, n_tracks: int, duration: float, sample_rate: 
 def generate(folder: Path, n_tracks: int, duration: float, sample_rate: int, seed: int) -> None:
     """Write every track, `tags.json`, `annotations.csv` and `tracks.json` (not the completion marker)."""
     began = time.perf_counter()
-    log.info("generating the synthetic dataset: %d tracks of %g s at %d Hz in %s", n_tracks, duration,
-             sample_rate, folder)
+    log.info(
+        "generating the synthetic dataset: %d tracks of %g s at %d Hz in %s", n_tracks, duration, sample_rate, folder
+    )
     sizes = subset_sizes(n_tracks)
     subsets = [s for s in SUBSETS for _ in range(sizes[s])]
     rows, tracks = [], []
@@ -153,14 +160,24 @@ class SyntheticDataset(AudioDataset):
     TAG_NAMES = tuple(TAGS)
     CONFIG_KEYS = {"n_tracks": "synthetic_tracks", "duration": "synthetic_duration", "seed": "seed"}
 
-    def __init__(self, root: str | os.PathLike, subset: str, sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH,
-                 n_tracks: int = 240, duration: float = 8.0, seed: int = 42):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        subset: str,
+        sample_rate: int = SAMPLE_RATE,
+        audio_length: int = AUDIO_LENGTH,
+        n_tracks: int = 240,
+        duration: float = 8.0,
+        seed: int = 42,
+    ):
         super().__init__(root, subset, sample_rate, audio_length)
         if n_tracks < min_tracks():
             raise DatasetError(f"synthetic_tracks is {n_tracks}; expected at least {min_tracks()} (one per subset)")
         if duration * sample_rate < audio_length:
-            raise DatasetError(f"synthetic_duration {duration:g} s is {int(duration * sample_rate)} samples at "
-                               f"{sample_rate} Hz, shorter than audio_length {audio_length}")
+            raise DatasetError(
+                f"synthetic_duration {duration:g} s is {int(duration * sample_rate)} samples at "
+                f"{sample_rate} Hz, shorter than audio_length {audio_length}"
+            )
         self.n_tracks, self.duration, self.seed = int(n_tracks), float(duration), int(seed)
         self.folder = self.root / "synthetic" / folder_name(self.n_tracks, self.duration, sample_rate, self.seed)
         ensure_generated(self.folder, self.n_tracks, self.duration, sample_rate, self.seed)

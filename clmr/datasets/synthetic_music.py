@@ -3,6 +3,7 @@
 `make_track(seed, index, sample_rate, duration)` is track `index` of a dataset with that seed; see
 `clmr.datasets.synthetic` for the tags, the folder on disk and the dataset.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +16,17 @@ MELODIC = ("piano", "strings", "synth", "bells")
 
 SCALES = {False: (0, 2, 4, 5, 7, 9, 11), True: (0, 2, 3, 5, 7, 8, 10)}  # major, natural minor
 # Risset's bell: (frequency ratio, amplitude, relative decay time) of each partial.
-BELL = ((0.56, 1.0, 1.0), (0.92, 0.67, 0.9), (1.19, 1.0, 0.65), (1.71, 1.8, 0.55), (2.0, 2.67, 0.325),
-        (2.74, 1.67, 0.35), (3.0, 1.46, 0.25), (3.76, 1.33, 0.2), (4.07, 1.33, 0.15))
+BELL = (
+    (0.56, 1.0, 1.0),
+    (0.92, 0.67, 0.9),
+    (1.19, 1.0, 0.65),
+    (1.71, 1.8, 0.55),
+    (2.0, 2.67, 0.325),
+    (2.74, 1.67, 0.35),
+    (3.0, 1.46, 0.25),
+    (3.76, 1.33, 0.2),
+    (4.07, 1.33, 0.15),
+)
 
 
 # -- what a track is --------------------------------------------------------------------------
@@ -25,7 +35,7 @@ class Track:
     """Everything drawn for one track; the tags follow from it."""
 
     tempo: float
-    tonic: int                  # pitch class of the key, 0 = C
+    tonic: int  # pitch class of the key, 0 = C
     minor: bool
     high: bool
     instruments: tuple[str, ...]  # melodic instruments, the first plays the melody
@@ -33,7 +43,7 @@ class Track:
     drums: bool
     hihat: bool
     reverb: bool
-    tuning: float               # cents off A440
+    tuning: float  # cents off A440
 
     def tags(self) -> list[str]:
         present = set(self.instruments)
@@ -47,11 +57,18 @@ def draw_track(rng: np.random.Generator) -> Track:
     fast = rng.random() < 0.5
     n_instruments = int(rng.integers(1, 4))
     instruments = tuple(MELODIC[i] for i in rng.permutation(len(MELODIC))[:n_instruments])
-    return Track(tempo=float(rng.uniform(125, 170) if fast else rng.uniform(60, 95)),
-                 tonic=int(rng.integers(12)), minor=bool(rng.random() < 0.5), high=bool(rng.random() < 0.5),
-                 instruments=instruments, bass=bool(rng.random() < 0.5), drums=bool(rng.random() < 0.5),
-                 hihat=bool(rng.random() < 0.4), reverb=bool(rng.random() < 0.4),
-                 tuning=float(rng.uniform(-40, 40)))
+    return Track(
+        tempo=float(rng.uniform(125, 170) if fast else rng.uniform(60, 95)),
+        tonic=int(rng.integers(12)),
+        minor=bool(rng.random() < 0.5),
+        high=bool(rng.random() < 0.5),
+        instruments=instruments,
+        bass=bool(rng.random() < 0.5),
+        drums=bool(rng.random() < 0.5),
+        hihat=bool(rng.random() < 0.4),
+        reverb=bool(rng.random() < 0.4),
+        tuning=float(rng.uniform(-40, 40)),
+    )
 
 
 def make_track(seed: int, index: int, sample_rate: int, duration: float) -> tuple[Track, np.ndarray]:
@@ -62,8 +79,15 @@ def make_track(seed: int, index: int, sample_rate: int, duration: float) -> tupl
 
 
 # -- instruments: one note as a float32 array -------------------------------------------------
-def _partials(freqs: np.ndarray, amps: np.ndarray, decays: np.ndarray | None, n: int, sr: int,
-              rng: np.random.Generator, vibrato: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+def _partials(
+    freqs: np.ndarray,
+    amps: np.ndarray,
+    decays: np.ndarray | None,
+    n: int,
+    sr: int,
+    rng: np.random.Generator,
+    vibrato: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
     """Sum of sines at `freqs` (Hz, those below 0.45 sr) with exponential `decays` (seconds; None: none)."""
     keep = freqs < 0.45 * sr
     freqs, amps = freqs[keep], amps[keep]
@@ -97,13 +121,12 @@ def _note(instrument: str, f: float, dur: float, sr: int, rng: np.random.Generat
     if instrument == "piano":
         n = int(min(dur + 0.3, 3.0) * sr)
         tau = float(np.clip(1.6 * (220 / f) ** 0.5, 0.4, 3.0))
-        wave = _partials(k * f * np.sqrt(1 + 3e-4 * k ** 2), k ** -1.3, tau / (1 + 0.7 * (k - 1)), n, sr, rng)
+        wave = _partials(k * f * np.sqrt(1 + 3e-4 * k**2), k**-1.3, tau / (1 + 0.7 * (k - 1)), n, sr, rng)
         return wave * _envelope(n, sr, 0.002, hold, 0.08)
     if instrument == "strings":
         n = int((dur + 0.3) * sr)
         amps = np.exp(-k / 6) / k
-        wave = sum(_partials(k * f * 2 ** (c / 1200), amps, None, n, sr, rng, vibrato=(5.5, 0.006))
-                   for c in (-7, 7))
+        wave = sum(_partials(k * f * 2 ** (c / 1200), amps, None, n, sr, rng, vibrato=(5.5, 0.006)) for c in (-7, 7))
         return wave * _envelope(n, sr, 0.15, hold, 0.12)
     if instrument == "synth":
         n = int((dur + 0.1) * sr)
@@ -124,7 +147,9 @@ def _note(instrument: str, f: float, dur: float, sr: int, rng: np.random.Generat
 def _kick(sr: int, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(int(0.35 * sr)) / sr
     low, sweep, decay = rng.uniform(40, 60), rng.uniform(60, 110), rng.uniform(0.12, 0.3)
-    return (np.sin(2 * np.pi * (low * t + sweep * 0.03 * (1 - np.exp(-t / 0.03)))) * np.exp(-t / decay)).astype(np.float32)
+    return (np.sin(2 * np.pi * (low * t + sweep * 0.03 * (1 - np.exp(-t / 0.03)))) * np.exp(-t / decay)).astype(
+        np.float32
+    )
 
 
 def _snare(sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -186,8 +211,11 @@ def _score(track: Track, n_beats: int, rng: np.random.Generator) -> dict[str, li
 
     if track.bass:
         step = float(rng.choice([1.0, 2.0, 0.5]))
-        score["bass"] = [(4.0 * bar + step * i, pitch(chord + (4 if step == 0.5 and i % 2 else 0), 33 + track.tonic), step)
-                         for bar, chord in enumerate(chords) for i in range(int(4 / step))]
+        score["bass"] = [
+            (4.0 * bar + step * i, pitch(chord + (4 if step == 0.5 and i % 2 else 0), 33 + track.tonic), step)
+            for bar, chord in enumerate(chords)
+            for i in range(int(4 / step))
+        ]
     return score
 
 
@@ -195,11 +223,11 @@ def _score(track: Track, n_beats: int, rng: np.random.Generator) -> dict[str, li
 def _place(out: np.ndarray, sound: np.ndarray, start: int, gain: float = 1.0) -> None:
     if start < len(out):
         end = min(start + len(sound), len(out))
-        out[start:end] += gain * sound[:end - start]
+        out[start:end] += gain * sound[: end - start]
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / (np.sqrt(np.mean(x ** 2)) + 1e-9)
+    return x / (np.sqrt(np.mean(x**2)) + 1e-9)
 
 
 def render(track: Track, sample_rate: int, duration: float, rng: np.random.Generator) -> np.ndarray:
@@ -217,8 +245,10 @@ def render(track: Track, sample_rate: int, duration: float, rng: np.random.Gener
     levels.update(bass=level_rng.uniform(-8, -2), drums=level_rng.uniform(-6, 0), hihat=level_rng.uniform(-14, -4))
     levels[track.instruments[0]] += 3.0  # the melody leads
 
-    stems = {name: _pitched_stem(name, notes, track.tuning, beat, n, sr, part_rng[name])
-             for name, notes in _score(track, n_beats, score_rng).items()}
+    stems = {
+        name: _pitched_stem(name, notes, track.tuning, beat, n, sr, part_rng[name])
+        for name, notes in _score(track, n_beats, score_rng).items()
+    }
     if track.drums:
         stems["drums"] = _drum_stem(beat, n_beats, n, sr, drums_rng)
     if track.hihat:
@@ -227,8 +257,15 @@ def render(track: Track, sample_rate: int, duration: float, rng: np.random.Gener
     return _room_and_nuisances(mix, track.reverb, sr, room_rng)
 
 
-def _pitched_stem(instrument: str, notes: list[tuple[float, int, float]], tuning: float, beat: float, n: int,
-                  sr: int, rng: np.random.Generator) -> np.ndarray:
+def _pitched_stem(
+    instrument: str,
+    notes: list[tuple[float, int, float]],
+    tuning: float,
+    beat: float,
+    n: int,
+    sr: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     variant = int(rng.integers(2))
     gains = rng.uniform(0.6, 1.0, len(notes))
     stem, cache = np.zeros(n, np.float32), {}
@@ -266,11 +303,13 @@ def _room_and_nuisances(mix: np.ndarray, reverb: bool, sr: int, rng: np.random.G
     All in one frequency-domain pass over the track.
     """
     n = len(mix)
-    rt60, wet = (rng.uniform(1.5, 3.0), rng.uniform(0.5, 0.8)) if reverb else (rng.uniform(0.1, 0.35), rng.uniform(0.05, 0.25))
+    rt60, wet = (
+        (rng.uniform(1.5, 3.0), rng.uniform(0.5, 0.8)) if reverb else (rng.uniform(0.1, 0.35), rng.uniform(0.05, 0.25))
+    )
     t = np.arange(int(rt60 * sr), dtype=np.float32) / np.float32(sr)
     ir = rng.standard_normal(len(t), dtype=np.float32) * np.exp(np.float32(-6.9 / rt60) * t)
     ir[: int(0.01 * sr)] = 0  # pre-delay
-    ir /= np.sqrt(np.sum(ir ** 2))  # unit energy: |rfft(ir)| is 1 on average
+    ir /= np.sqrt(np.sum(ir**2))  # unit energy: |rfft(ir)| is 1 on average
     size = 1 << int(np.ceil(np.log2(n + len(ir))))  # a power of two: pocketfft is slow on other sizes
     spectrum = np.fft.rfft(mix, size) * ((1 - wet) + wet * np.fft.rfft(ir, size))
 
@@ -278,11 +317,13 @@ def _room_and_nuisances(mix: np.ndarray, reverb: bool, sr: int, rng: np.random.G
     freqs[0] = freqs[1]
     pink = rng.standard_normal(2 * len(freqs), dtype=np.float32).view(np.complex64) / np.sqrt(freqs)
     snr_db = rng.uniform(15, 40)
-    power = np.mean(spectrum.real ** 2 + spectrum.imag ** 2) / np.mean(pink.real ** 2 + pink.imag ** 2)
+    power = np.mean(spectrum.real**2 + spectrum.imag**2) / np.mean(pink.real**2 + pink.imag**2)
     spectrum += pink * np.float32(np.sqrt(power * 10 ** (-snr_db / 10)))
 
     tilt_db_per_octave, cutoff = rng.uniform(-3, 3), rng.uniform(3, 10)
-    spectrum *= np.exp(np.float32(tilt_db_per_octave / 6.02) * np.log(freqs)) / np.sqrt(1 + (freqs / np.float32(cutoff)) ** 4)
+    spectrum *= np.exp(np.float32(tilt_db_per_octave / 6.02) * np.log(freqs)) / np.sqrt(
+        1 + (freqs / np.float32(cutoff)) ** 4
+    )
     audio = np.fft.irfft(spectrum, size)[:n]
     peak = 10 ** (rng.uniform(-18, -1) / 20)
     return (audio * np.float32(peak / (np.max(np.abs(audio)) + 1e-9))).astype(np.float32)

@@ -1,4 +1,5 @@
 """What the training loops see of a dataset: random crops, or pairs of independently cropped views."""
+
 from __future__ import annotations
 
 import logging
@@ -26,15 +27,21 @@ class CropDataset(Dataset):
     when `n_views` is None.
     """
 
-    def __init__(self, dataset: AudioDataset, n_views: int | None = 2,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        dataset: AudioDataset,
+        n_views: int | None = 2,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.dataset = dataset
         self.n_views = n_views
         self.transform = transform
         self.indices = dataset.long_enough()
         if not self.indices:
-            raise DatasetError(f"{shown(dataset.root)}: no track of {dataset.name}/{dataset.subset} is at least "
-                               f"{dataset.audio_length} samples long")
+            raise DatasetError(
+                f"{shown(dataset.root)}: no track of {dataset.name}/{dataset.subset} is at least "
+                f"{dataset.audio_length} samples long"
+            )
         self.failed: set[int] = set()
 
     def __len__(self) -> int:
@@ -60,5 +67,7 @@ class CropDataset(Dataset):
             except AudioFileError as err:
                 self.failed.add(track)
                 log.warning("skipping %s (%d unusable so far in this process)", err, len(self.failed))
-        raise DatasetError(f"{self.dataset.name}/{self.dataset.subset}: {MAX_SUBSTITUTES} unreadable tracks "
-                           f"in a row from item {i}; run preprocess.py on the dataset")
+        raise DatasetError(
+            f"{self.dataset.name}/{self.dataset.subset}: {MAX_SUBSTITUTES} unreadable tracks "
+            f"in a row from item {i}; run preprocess.py on the dataset"
+        )

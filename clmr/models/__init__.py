@@ -1,4 +1,5 @@
 """Encoders and heads."""
+
 from __future__ import annotations
 
 from clmr.models.head import build_head

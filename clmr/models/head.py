@@ -1,4 +1,5 @@
 """The probe head on the encoder's 512-d representations: linear, or an MLP with one hidden layer."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -1,20 +1,24 @@
 """SampleCNN (Lee et al. 2017) as CLMR uses it: 3^9 strided raw-waveform blocks, 59,049 samples -> 512-d."""
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 # (input channels, output channels) of the nine Conv-BN-ReLU-MaxPool blocks.
-HIDDEN = [(128, 128), (128, 128), (128, 256), (256, 256), (256, 256),
-          (256, 256), (256, 256), (256, 256), (256, 512)]
+HIDDEN = [(128, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 512)]
 STRIDES = [3] * len(HIDDEN)
 N_FEATURES = 512
 
 
-def _block(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 1,
-           pool: int | None = None) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv1d(c_in, c_out, kernel_size=kernel, stride=stride, padding=padding),
-                               nn.BatchNorm1d(c_out), nn.ReLU()]
+def _block(
+    c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 1, pool: int | None = None
+) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv1d(c_in, c_out, kernel_size=kernel, stride=stride, padding=padding),
+        nn.BatchNorm1d(c_out),
+        nn.ReLU(),
+    ]
     if pool:
         layers.append(nn.MaxPool1d(pool, stride=pool))
     return nn.Sequential(*layers)

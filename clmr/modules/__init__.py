@@ -1,4 +1,5 @@
 """Lightning modules: one per way of training."""
+
 from __future__ import annotations
 
 from clmr.modules.contrastive_learning import ContrastiveLearning

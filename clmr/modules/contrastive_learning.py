@@ -1,4 +1,5 @@
 """Contrastive pre-training (SimCLR): two augmented views, SampleCNN encoder, projector, NT-Xent."""
+
 from __future__ import annotations
 
 import torch
@@ -20,10 +21,24 @@ class ContrastiveLearning(LightningModule):
     from the DataLoader workers.
     """
 
-    def __init__(self, encoder: nn.Module, *, projection_dim: int, temperature: float, optimizer: str,
-                 learning_rate: float, weight_decay: float, batch_size: int, max_epochs: int, seed: int,
-                 sample_rate: int, audio_length: int, dataset: str, compile: bool = False,
-                 augment: nn.Module | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        *,
+        projection_dim: int,
+        temperature: float,
+        optimizer: str,
+        learning_rate: float,
+        weight_decay: float,
+        batch_size: int,
+        max_epochs: int,
+        seed: int,
+        sample_rate: int,
+        audio_length: int,
+        dataset: str,
+        compile: bool = False,
+        augment: nn.Module | None = None,
+    ):
         """`batch_size` (per device) and `max_epochs` scale and shape LARS's schedule; `seed` gives each DDP
         process its stream; `sample_rate`, `audio_length` and `dataset` are saved for the checkpoint's readers."""
         super().__init__()
@@ -76,9 +91,11 @@ class ContrastiveLearning(LightningModule):
         if self.logger is not None:
             self.logger.log_metrics({"effective_batch_size": size}, step=self.global_step)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # after a resume: the checkpoint's
-        self.print(f"effective batch size: {size} = {self.hparams.batch_size} per device x "
-                   f"{self.trainer.num_devices} device(s) x {self.trainer.num_nodes} node(s); "
-                   f"{self.hparams.optimizer} learning rate {lr:g}")  # on global rank 0, above the progress bar
+        self.print(
+            f"effective batch size: {size} = {self.hparams.batch_size} per device x "
+            f"{self.trainer.num_devices} device(s) x {self.trainer.num_nodes} node(s); "
+            f"{self.hparams.optimizer} learning rate {lr:g}"
+        )  # on global rank 0, above the progress bar
 
     def configure_optimizers(self):
         return build_optimizer(self.model.parameters(), self.hparams, self.trainer)
@@ -91,5 +108,6 @@ class ContrastiveLearning(LightningModule):
         for k in range(min(AUDIO_EXAMPLES, views.shape[0])):
             for v in range(views.shape[1]):
                 clip = views[k, v].detach().float().cpu().clamp(-1, 1)
-                experiment.add_audio(f"Augmented views/example {k} view {v}", clip, 0,
-                                     sample_rate=self.hparams.sample_rate)
+                experiment.add_audio(
+                    f"Augmented views/example {k} view {v}", clip, 0, sample_rate=self.hparams.sample_rate
+                )

@@ -1,4 +1,5 @@
 """The probe: a linear (or one-hidden-layer MLP) head trained on a frozen encoder's cached representations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from torch import nn
 from clmr.evaluation import probabilities, track_metrics
 from clmr.models.head import build_head
 
-PLATEAU_FACTOR = 0.1     # the original CLMR's finetuner schedule
+PLATEAU_FACTOR = 0.1  # the original CLMR's finetuner schedule
 PLATEAU_PATIENCE = 5
 
 
@@ -20,9 +21,20 @@ class LinearEvaluation(LightningModule):
     crop-level macro ROC-AUC and PR-AUC (and accuracy for single-label data) to TensorBoard.
     """
 
-    def __init__(self, n_features: int, n_outputs: int, multilabel: bool, tag_names: list[str] | None = None, *,
-                 mlp: bool, learning_rate: float, weight_decay: float, dataset: str, sample_rate: int,
-                 audio_length: int):
+    def __init__(
+        self,
+        n_features: int,
+        n_outputs: int,
+        multilabel: bool,
+        tag_names: list[str] | None = None,
+        *,
+        mlp: bool,
+        learning_rate: float,
+        weight_decay: float,
+        dataset: str,
+        sample_rate: int,
+        audio_length: int,
+    ):
         super().__init__()
         self.tag_names = list(tag_names) if tag_names else [str(k) for k in range(n_outputs)]
         # What a reader of the checkpoint needs: predict.py and export.py name the head's outputs by tag_names.
@@ -55,15 +67,18 @@ class LinearEvaluation(LightningModule):
             return
         logits = torch.cat([o for o, _ in outputs]).numpy()
         labels = torch.cat([y for _, y in outputs]).numpy()
-        metrics = track_metrics(labels, probabilities(logits, self.hparams.multilabel), self.tag_names,
-                                self.hparams.multilabel)
+        metrics = track_metrics(
+            labels, probabilities(logits, self.hparams.multilabel), self.tag_names, self.hparams.multilabel
+        )
         for name in ("roc_auc", "pr_auc", "accuracy"):
             if name in metrics and np.isfinite(metrics[name]):
                 self.log(f"Valid/{name}", float(metrics[name]))
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams.learning_rate,
-                                     weight_decay=self.hparams.weight_decay)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=PLATEAU_FACTOR,
-                                                               patience=PLATEAU_PATIENCE)
+        optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "Valid/loss"}}

@@ -1,4 +1,5 @@
 """Optimisers of the original CLMR: Adam, or LARS with linear learning-rate scaling and cosine decay."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -9,9 +10,9 @@ import torch
 from clmr.config import ConfigError
 from clmr.options import OPTIMIZERS
 
-LARS_BASE_LR = 0.3        # SimCLR: learning rate = 0.3 x batch size / 256
+LARS_BASE_LR = 0.3  # SimCLR: learning rate = 0.3 x batch size / 256
 LARS_BASE_BATCH = 256
-LARS_MOMENTUM = 0.9       # SimCLR's and simclr.modules.LARS's defaults
+LARS_MOMENTUM = 0.9  # SimCLR's and simclr.modules.LARS's defaults
 LARS_EETA = 0.001
 
 __all__ = ["LARS", "OPTIMIZERS", "build_optimizer", "effective_batch_size"]
@@ -29,14 +30,30 @@ class LARS(torch.optim.Optimizer):
     (momentum buffers) is simclr's too, so a run trained with simclr's LARS resumes with this one.
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float,
-                 momentum: float = LARS_MOMENTUM, weight_decay: float = 0.0, eeta: float = LARS_EETA,
-                 nesterov: bool = False, exclude_bias_and_norm: bool = True):
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter] | Iterable[dict],
+        lr: float,
+        momentum: float = LARS_MOMENTUM,
+        weight_decay: float = 0.0,
+        eeta: float = LARS_EETA,
+        nesterov: bool = False,
+        exclude_bias_and_norm: bool = True,
+    ):
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay), ("eeta", eeta)):
             if not value >= 0:
                 raise ValueError(f"LARS: expected {name} >= 0, got {value}")
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eeta=eeta,
-                                      nesterov=nesterov, exclude_bias_and_norm=exclude_bias_and_norm))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                eeta=eeta,
+                nesterov=nesterov,
+                exclude_bias_and_norm=exclude_bias_and_norm,
+            ),
+        )
 
     def __setstate__(self, state: dict) -> None:
         """Also on load_state_dict: the param groups of simclr's LARS name nesterov `use_nesterov`."""
