@@ -3,6 +3,9 @@
 A track is cut into chunks of `audio_length` samples every `hop_length` samples (by default
 `audio_length`: consecutive, non-overlapping) while a whole chunk fits; a remainder shorter than a
 chunk at the end is left out, and a track shorter than one chunk is one zero-padded chunk at 0.
+
+HEAR's timestamp embeddings use centred frames instead (`centred_frames`): one every `hop_ms` from 0 to the
+end of the sound, each chunk centred on its timestamp and zero-padded beyond the sound's ends.
 """
 
 from __future__ import annotations
@@ -37,3 +40,25 @@ def chunk_centres_ms(
     """The centre of each chunk in milliseconds (HEAR's timestamps)."""
     starts = chunk_starts(n_samples, audio_length, hop_length)
     return ((starts + audio_length / 2) * 1000.0 / sample_rate).astype(np.float32)
+
+
+def centred_frames(n_samples: int, sample_rate: int, hop_ms: float) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps 0, hop, 2 hop, ... up to the end of the sound (ms, float32) and the sample at each (int64).
+
+    Each centre is rounded on its own from its timestamp, so a hop that is not a whole number of samples
+    (25 ms at 44,100 Hz) does not drift over long audio."""
+    if hop_ms <= 0 or sample_rate <= 0:
+        raise ValueError(f"hop_ms {hop_ms} and sample_rate {sample_rate} must be positive")
+    duration_ms = 1000.0 * n_samples / sample_rate
+    times = np.arange(int(np.floor(duration_ms / hop_ms + 1e-9)) + 1, dtype=np.float64) * hop_ms
+    centres = np.minimum(np.round(times * sample_rate / 1000.0).astype(np.int64), max(n_samples - 1, 0))
+    return times.astype(np.float32), centres
+
+
+def centred_chunks(audio: Tensor, centres: np.ndarray, audio_length: int = AUDIO_LENGTH) -> Tensor:
+    """(n_sounds, n_samples) -> (n_sounds, len(centres), audio_length): the chunk around each centre sample
+    (from centre - audio_length // 2), zeros beyond the sound's ends."""
+    left = audio_length // 2
+    padded = nn.functional.pad(torch.as_tensor(audio), (left, audio_length - left))
+    index = torch.as_tensor(centres, dtype=torch.long)[:, None] + torch.arange(audio_length)[None, :]
+    return padded[:, index]

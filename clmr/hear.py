@@ -1,9 +1,12 @@
 """The HEAR API on a trained encoder: `load_model`, `get_scene_embeddings`, `get_timestamp_embeddings`.
 
 A sound is cut into consecutive `audio_length` chunks (`clmr.chunking`; 2.7 s at 22,050 Hz), each chunk
-is encoded to a 512-d representation, and the sound's embedding is the mean over its chunks.
+is encoded to a 512-d representation, and the sound's embedding is the mean over its chunks. With a hop
+(`load_model(path, hop_ms=50)`, what HEAR's event tasks need) the timestamp embeddings are instead one every
+`hop_ms` from 0 to the end of the sound, each of the chunk centred on its timestamp.
 
     model = load_model("encoder.ckpt", "head.ckpt")          # a ClmrModel; the head is optional
+    model = load_model()                                     # HEAR's bare call: the default model (see load_model)
     get_scene_embeddings(audio, model)                       # (n_sounds, 512)
     get_timestamp_embeddings(audio, model)                   # (n_sounds, n_chunks, 512), centre times in ms
 
@@ -12,6 +15,7 @@ Whole files, tags and the resumable embeddings folder: `clmr.inference`, `clmr.e
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
@@ -22,11 +26,14 @@ from torch import Tensor, nn
 from clmr import evaluation
 from clmr.audio import AUDIO_LENGTH, SAMPLE_RATE
 from clmr.checkpoints import RANDOM, file_sha256, head_outputs, load_encoder, load_head
-from clmr.chunking import chunk_audio, chunk_centres_ms
+from clmr.chunking import centred_chunks, centred_frames, chunk_audio, chunk_centres_ms
 from clmr.models import N_FEATURES
 from clmr.tag_names import head_labels
 
 BATCH_SIZE = 32  # chunks per forward pass of the encoder
+DEFAULT = ""  # HEAR's load_model() with no path: a random encoder with BatchNorm statistics of the embedded dataset
+DEFAULT_SEED = 0
+DEFAULT_CALIBRATION_TRACKS = 64  # one crop from each of this many tracks of the synthetic dataset (seed 0)
 
 
 class ClmrModel(nn.Module):
@@ -51,6 +58,7 @@ class ClmrModel(nn.Module):
         batch_size: int = BATCH_SIZE,
         fingerprint: str = "",
         source: str = "",
+        hop_ms: float | None = None,
     ):
         super().__init__()
         self.encoder = encoder
@@ -60,6 +68,7 @@ class ClmrModel(nn.Module):
         self.sample_rate = int(sample_rate)
         self.audio_length = int(audio_length)
         self.hop_length = int(hop_length or audio_length)
+        self.hop_ms = float(hop_ms) if hop_ms else None  # centred HEAR frames every hop_ms; None: consecutive chunks
         self.batch_size = int(batch_size)
         self.fingerprint = fingerprint  # what embeddings depend on: weights (SHA-256) and chunking
         self.source = source  # the encoder checkpoint it came from
@@ -93,21 +102,30 @@ class ClmrModel(nn.Module):
 
 
 def load_model(
-    model_file_path: str | os.PathLike,
+    model_file_path: str | os.PathLike = DEFAULT,
     finetuner_checkpoint_path: str | os.PathLike | None = None,
     tags: Sequence[str] | str | None = None,
     hop_ms: float | None = None,
     batch_size: int = BATCH_SIZE,
     device: str | torch.device = "cpu",
 ) -> ClmrModel:
-    """HEAR's `load_model`: a ClmrModel from an encoder checkpoint (ours or the original CLMR's), or
-    `random` for a randomly initialised encoder (seed 0; BatchNorm at its initial statistics, so its
-    output hardly depends on the input until `clmr.representations.calibrate_batchnorm`).
+    """HEAR's `load_model`: a ClmrModel from an encoder checkpoint (ours or the original CLMR's).
 
-    With `finetuner_checkpoint_path` the model also predicts tags. `hop_ms` spaces the chunks of
-    `get_timestamp_embeddings` (default: one chunk, 2.7 s, no overlap, as evaluation chunks a track).
+    `model_file_path` may also be `random`, a randomly initialised encoder (seed 0; BatchNorm at its initial
+    statistics, so its output hardly depends on the input until `clmr.representations.calibrate_batchnorm`),
+    or left out (HEAR's `load_model()`): we bundle no weights, so the default is that random encoder with
+    BatchNorm statistics estimated on one crop from each of 64 tracks of the embedded synthetic dataset
+    (seed 0, generated in memory in a few seconds): the random baseline of `linear_evaluation.py`, not a
+    pre-trained model.
+
+    With `finetuner_checkpoint_path` the model also predicts tags. `hop_ms` gives `get_timestamp_embeddings`
+    one embedding every `hop_ms` milliseconds, each of the chunk centred on its timestamp (HEAR's event tasks
+    want 50 ms or less); without it, one per consecutive 2.7 s chunk, as evaluation chunks a track.
     """
-    encoder = load_encoder(model_file_path)
+    if hop_ms is not None and not hop_ms > 0:
+        raise ValueError(f"hop_ms {hop_ms}: expected a positive number of milliseconds")
+    path = str(model_file_path)
+    encoder = default_encoder() if path == DEFAULT else load_encoder(model_file_path)
     head, names, multilabel = (None, [], True)
     if finetuner_checkpoint_path:
         head = load_head(finetuner_checkpoint_path)
@@ -116,7 +134,9 @@ def load_model(
     sample_rate = int(hparams.get("sample_rate", SAMPLE_RATE))
     audio_length = int(hparams.get("audio_length", AUDIO_LENGTH))
     hop = max(1, round(hop_ms * sample_rate / 1000)) if hop_ms else audio_length
-    fingerprint = "random-0" if str(model_file_path) == RANDOM else file_sha256(model_file_path)
+    fingerprint = {DEFAULT: f"default-random-{DEFAULT_SEED}-bn{DEFAULT_CALIBRATION_TRACKS}", RANDOM: "random-0"}.get(
+        path
+    ) or file_sha256(model_file_path)
     model = ClmrModel(
         encoder,
         head,
@@ -126,10 +146,35 @@ def load_model(
         audio_length,
         hop,
         batch_size,
-        fingerprint=f"{fingerprint}:{audio_length}:{hop}:{sample_rate}",
-        source=str(model_file_path),
+        fingerprint=f"{fingerprint}:{audio_length}:{hop}:{sample_rate}" + (f":{hop_ms}ms" if hop_ms else ""),
+        source=path or "default",
+        hop_ms=hop_ms,
     )
     return model.to(device)
+
+
+def default_encoder(sample_rate: int = SAMPLE_RATE, audio_length: int = AUDIO_LENGTH) -> nn.Module:
+    """`load_model()`'s encoder: random (seed 0), BatchNorm statistics from crops of the synthetic dataset
+    (estimated once per process; each call returns a new encoder)."""
+    encoder = load_encoder(RANDOM, seed=DEFAULT_SEED)
+    encoder.load_state_dict(_default_state(sample_rate, audio_length))
+    return encoder
+
+
+@functools.cache
+def _default_state(sample_rate: int, audio_length: int) -> dict[str, Tensor]:
+    from clmr.datasets.synthetic_music import make_track
+    from clmr.representations import calibrate_batchnorm_on_crops
+
+    crops = np.stack(
+        [
+            make_track(DEFAULT_SEED, i, sample_rate, audio_length / sample_rate)[1][:audio_length]
+            for i in range(DEFAULT_CALIBRATION_TRACKS)
+        ]
+    )
+    encoder = load_encoder(RANDOM, seed=DEFAULT_SEED)
+    calibrate_batchnorm_on_crops(encoder, torch.from_numpy(crops).float(), BATCH_SIZE)
+    return {k: v.clone() for k, v in encoder.state_dict().items()}
 
 
 # -- the HEAR API --------------------------------------------------------------------------------
@@ -144,15 +189,28 @@ def get_timestamp_embeddings(audio: Tensor, model: ClmrModel) -> tuple[Tensor, T
     """HEAR: (n_sounds, n_samples) mono audio at `model.sample_rate` ->
     embeddings (n_sounds, n_timestamps, 512) and their centre times in ms (n_sounds, n_timestamps).
 
-    Chunks are `model.audio_length` samples every `model.hop_length`; a sound shorter than one chunk is
-    zero-padded to one.
+    Without `model.hop_ms`: chunks of `model.audio_length` samples every `model.hop_length` (a sound shorter than
+    one chunk is zero-padded to one). With it: one chunk centred on each of 0, hop_ms, 2 hop_ms, ... up to the
+    sound's end, zero-padded beyond its ends (HEAR's convention, checked by its validator).
     """
     audio = _check_audio(audio)
     n_sounds, n_samples = audio.shape
-    chunks = chunk_audio(audio, model.audio_length, model.hop_length)  # (n_sounds, n_chunks, L)
-    n_chunks = chunks.shape[1]
-    embeddings = model.embed_chunks(chunks.reshape(-1, model.audio_length)).reshape(n_sounds, n_chunks, -1)
-    times = torch.from_numpy(chunk_centres_ms(n_samples, model.sample_rate, model.audio_length, model.hop_length))
+    if model.hop_ms:
+        times_ms, centres = centred_frames(n_samples, model.sample_rate, model.hop_ms)
+        parts = [
+            model.embed_chunks(
+                centred_chunks(audio, centres[i : i + model.batch_size], model.audio_length).reshape(
+                    -1, model.audio_length
+                )
+            ).reshape(n_sounds, -1, N_FEATURES)
+            for i in range(0, len(centres), model.batch_size)
+        ]  # a batch of frames at a time: bounded memory
+        embeddings, times = torch.cat(parts, dim=1), torch.from_numpy(times_ms)
+    else:
+        chunks = chunk_audio(audio, model.audio_length, model.hop_length)  # (n_sounds, n_chunks, L)
+        n_chunks = chunks.shape[1]
+        embeddings = model.embed_chunks(chunks.reshape(-1, model.audio_length)).reshape(n_sounds, n_chunks, -1)
+        times = torch.from_numpy(chunk_centres_ms(n_samples, model.sample_rate, model.audio_length, model.hop_length))
     return embeddings.to(audio.device), times.expand(n_sounds, -1).contiguous().to(audio.device)
 
 

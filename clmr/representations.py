@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,17 +157,32 @@ def calibrate_batchnorm(
     The weights do not change. A randomly initialised SampleCNN needs this before it is a baseline:
     with BatchNorm at its initial statistics its output hardly depends on its input.
     """
+    batch_size = min(batch_size, len(tracks))
+    loader = DataLoader(
+        _Windows(dataset, tracks, starts), batch_size=batch_size, shuffle=False, drop_last=len(tracks) % batch_size == 1
+    )  # BatchNorm needs two examples per batch
+    return _calibrated(encoder, _batches(loader, dataset), device)
+
+
+@torch.no_grad()
+def calibrate_batchnorm_on_crops(
+    encoder: nn.Module, crops: torch.Tensor, batch_size: int, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """`calibrate_batchnorm` on crops in memory, (n, audio_length) or (n, 1, audio_length)."""
+    crops = crops.reshape(len(crops), 1, -1)
+    batch_size = min(batch_size, len(crops))
+    usable = len(crops) - (len(crops) % batch_size == 1)  # BatchNorm needs two examples per batch
+    return _calibrated(encoder, crops[:usable].split(batch_size), device)
+
+
+def _calibrated(encoder: nn.Module, batches: Iterable[torch.Tensor], device: str | torch.device) -> nn.Module:
     norms = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches
-    batch_size = min(batch_size, len(tracks))
-    loader = DataLoader(
-        _Windows(dataset, tracks, starts), batch_size=batch_size, shuffle=False, drop_last=len(tracks) % batch_size == 1
-    )  # BatchNorm needs two examples per batch
     encoder = encoder.to(device).train()
-    for batch in _batches(loader, dataset):
+    for batch in batches:
         encoder(batch.to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
