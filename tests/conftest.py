@@ -133,6 +133,7 @@ import ctypes  # noqa: E402
 import errno  # noqa: E402
 import os  # noqa: E402
 import pickle  # noqa: E402
+import shutil  # noqa: E402
 
 _MS_RDONLY, _MNT_DETACH = 1, 2
 
@@ -569,3 +570,13 @@ def config(**options):
 
     argv = [item for key, value in options.items() for item in (f"--{key}", str(value))]
     return load_config(argv)
+
+
+def place(tiny: Path, paths) -> None:
+    """A tiny wav at each path (hard links: thousands of files in a blink)."""
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(tiny, p)
+        except OSError:
+            shutil.copyfile(tiny, p)

@@ -22,6 +22,7 @@ from clmr.datasets.librispeech import LibriSpeech
 from clmr.datasets.magnatagatune import BROKEN_CLIPS, MagnaTagATune
 from clmr.datasets.metadata import read_label_names
 from clmr.datasets.msd import MillionSongDataset
+from conftest import place
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RATE = 22050
@@ -35,16 +36,6 @@ def tiny_wav(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.wav"
     sf.write(path, np.zeros(64, dtype=np.float32), RATE, subtype="PCM_16")
     return path
-
-
-def place(tiny: Path, paths) -> None:
-    """A tiny wav at each path (hard links: thousands of files in a blink)."""
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(tiny, p)
-        except OSError:
-            shutil.copyfile(tiny, p)
 
 
 def index_rows() -> list[tuple[str, str]]:

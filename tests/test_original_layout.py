@@ -5,7 +5,6 @@ Both layouts are built from the real public metadata files (../shared/data) with
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -16,7 +15,7 @@ import soundfile as sf
 
 from clmr.datasets import DatasetError, layout_lines
 from clmr.datasets.magnatagatune import MagnaTagATune
-from conftest import assert_refused
+from conftest import assert_refused, place
 from conftest import tiny_flags as tiny_run_flags
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -30,16 +29,6 @@ def write_noise(path: Path, seconds: float, rate: int = RATE, seed: int = 0, cha
     path.parent.mkdir(parents=True, exist_ok=True)
     audio = 0.1 * np.random.default_rng(seed).standard_normal((int(seconds * rate), channels)).astype(np.float32)
     sf.write(path, audio, rate, subtype="PCM_16")
-
-
-def place(tiny: Path, paths) -> None:
-    """A tiny wav at each path (hard links: thousands of files in a blink)."""
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(tiny, p)
-        except OSError:
-            shutil.copyfile(tiny, p)
 
 
 def linker(tiny: Path):
