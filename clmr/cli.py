@@ -12,7 +12,7 @@ from clmr.audio import AudioFileError
 from clmr.config import ConfigError
 from clmr.datasets.dataset import DatasetError
 from clmr.datasets.download import DownloadError
-from clmr.filenames import printable, shown
+from clmr.filenames import PRINTABLE_ERRORS, printable, shown
 from clmr.preprocessing import PreprocessError
 
 USER_ERRORS = (AudioFileError, ConfigError, DatasetError, DownloadError, PreprocessError, FileNotFoundError)
@@ -36,6 +36,7 @@ def run(main: Callable[[], object]) -> None:
     more likely a bug than something the user can fix.
     """
     quiet_libraries()
+    printable_streams()
     try:
         main()
     except BrokenPipeError:  # stdout closed early (`predict.py ... | head`): stop quietly, as other tools do
@@ -48,10 +49,18 @@ def run(main: Callable[[], object]) -> None:
             raise
         _fail(file_error(err))
     except USER_ERRORS as err:
-        _fail(str(err))
+        _fail(str(err), silent=getattr(err, "silent", False))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def printable_streams() -> None:
+    """stdout and stderr write an undecodable byte of a file name as \\xNN instead of raising
+    UnicodeEncodeError, wherever a script prints a path it was given (a --log_dir, a dataset folder)."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors=PRINTABLE_ERRORS)
 
 
 def file_error(err: OSError) -> str:
@@ -61,6 +70,8 @@ def file_error(err: OSError) -> str:
     return f"{names}: {reason}"
 
 
-def _fail(message: str) -> None:
-    print(f"error: {printable(message)}", file=sys.stderr)
+def _fail(message: str, silent: bool = False) -> None:
+    """`error: ...` on stderr and exit status 1; `silent` where another process (DDP rank 0) prints the line."""
+    if not silent:
+        print(f"error: {printable(message)}", file=sys.stderr)
     sys.exit(1)

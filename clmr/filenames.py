@@ -12,6 +12,7 @@ files refuse it. Hence three forms of one name:
 
 from __future__ import annotations
 
+import codecs
 import os
 import unicodedata
 
@@ -54,3 +55,17 @@ def _escape(c: str) -> str:
     if c in _NAMED_ESCAPES:
         return _NAMED_ESCAPES[c]
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _printable_errors(err: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: what `printable` writes for the characters a stream cannot encode."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    bad = err.object[err.start : err.end]
+    return "".join(
+        _escape(c) if ord(c) in _SURROGATE_ESCAPES else c.encode("ascii", "backslashreplace").decode() for c in bad
+    ), err.end
+
+
+PRINTABLE_ERRORS = "clmr-printable"  # an `errors=` for text streams: a file name printed as `shown` would write it
+codecs.register_error(PRINTABLE_ERRORS, _printable_errors)

@@ -57,7 +57,12 @@ class TrainingDiverged(ConfigError):
     """The training loss (or a weight about to be written) is NaN or infinite: stopped, nothing of it written.
 
     A user error (exit status 1): the flags or the data made it diverge, and the message names the likely causes.
+    Every DDP process raises it (they stop together); only global rank 0's is printed (`silent` on the others).
     """
+
+    def __init__(self, message: str, global_rank: int = 0):
+        super().__init__(message)
+        self.silent = global_rank != 0
 
 
 def _epoch_position(trainer: Trainer) -> str:
@@ -97,7 +102,8 @@ class StopOnNonFiniteLoss(Callback):
         raise TrainingDiverged(
             f"Train/loss became {value} at step {trainer.global_step} "
             f"({_epoch_position(trainer)}): training stopped and {self._kept()}. "
-            f"Likely causes: {self.causes}"
+            f"Likely causes: {self.causes}",
+            trainer.global_rank,
         )
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -107,7 +113,8 @@ class StopOnNonFiniteLoss(Callback):
         raise TrainingDiverged(
             f"the weights hold NaN or Inf at step {trainer.global_step} "
             f"({bad or 'on another process'}): training stopped and {self._kept()}. "
-            f"Likely causes: {self.causes}"
+            f"Likely causes: {self.causes}",
+            trainer.global_rank,
         )
 
 

@@ -37,3 +37,12 @@ def test_output_piped_into_a_reader_that_stops_early_ends_without_a_traceback():
     )
     assert pipe.stdout == "tag 0.5\n"
     assert "Traceback" not in pipe.stderr and "BrokenPipe" not in pipe.stderr, pipe.stderr
+
+
+def test_a_path_that_is_not_utf8_prints_as_escapes_instead_of_a_traceback():
+    code = "from clmr import cli\ncli.run(lambda: print('TensorBoard logs: runs/caf\\udce9/version_0'))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, env={"PYTHONIOENCODING": "utf-8", "PATH": ""}, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"TensorBoard logs: runs/caf\\xe9/version_0\n"

@@ -6,12 +6,21 @@ from __future__ import annotations
 import os
 import signal
 import stat
+from types import SimpleNamespace
 
 import pytest
+import torch
 from pytorch_lightning import Trainer
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from clmr.stopping import StopOnSignal, TrainingInterrupted, no_silent_sigterm, requeue_slurm_job
+from clmr import cli
+from clmr.stopping import (
+    StopOnNonFiniteLoss,
+    StopOnSignal,
+    TrainingInterrupted,
+    no_silent_sigterm,
+    requeue_slurm_job,
+)
 
 SLURM = {
     "SLURM_NTASKS": "1",
@@ -79,3 +88,30 @@ def test_without_slurm_only_sigterm_is_taken_over(tmp_path):
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+def fake_ddp_trainer(global_rank: int):
+    """Just what StopOnNonFiniteLoss reads of a Trainer, as on one process of a 2-process DDP run."""
+    progress = SimpleNamespace(current=SimpleNamespace(processed=3))
+    return SimpleNamespace(
+        global_rank=global_rank,
+        global_step=7,
+        current_epoch=0,
+        num_training_batches=10,
+        fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)),
+        strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: False),  # some rank diverged
+    )
+
+
+@pytest.mark.parametrize("rank, printed", [(0, 1), (1, 0)])
+def test_a_diverged_loss_under_ddp_is_one_line_from_rank_zero_and_status_1_on_every_rank(rank, printed, capsys):
+    def diverge():
+        StopOnNonFiniteLoss("pretrain").on_train_batch_end(
+            fake_ddp_trainer(rank), None, torch.tensor(float("nan")), None, 0
+        )
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(diverge)
+    assert stopped.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len([line for line in lines if line.startswith("error: Train/loss became nan at step 7")]) == printed
