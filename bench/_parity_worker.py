@@ -1,16 +1,22 @@
 """Runs inside the side environment of bench/parity_original.py (torch 2.0.1, torchaudio-augmentations 0.2.4).
 
     python _parity_worker.py transforms REQUEST.json INPUTS.npz OUTPUTS.npz
+    python _parity_worker.py views CHAIN.json        # a server on stdin/stdout, for pre-training
 
-Applies the original library's transforms with their parameters pinned (ranges of width zero, or the
-attribute the draw reads set by hand), so that its output can be compared with ours for the same
-parameters. Imports nothing from clmr: this interpreter has the original's stack, not ours.
+`transforms` applies the original library's transforms with their parameters pinned (ranges of width zero,
+or the attribute the draw reads set by hand), so that its output can be compared with ours for the same
+parameters. `views` builds the original CLMR's chain (torchaudio-augmentations' RandomApply of each step,
+with the probabilities CHAIN.json gives) and answers requests until stdin closes: each request is a
+header of three little-endian int64 (seed, n, time) and n * time float32 samples (the crops); the answer
+is n * time float32 samples on stdout, the views, each made from its crop by the chain per example, as the
+original's dataset does. Imports nothing from clmr: this interpreter has the original's stack, not ours.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import struct
 import sys
 
 import numpy as np
@@ -59,7 +65,53 @@ def transforms(request_path: str, inputs_path: str, outputs_path: str) -> None:
     np.savez(outputs_path, **outputs)
 
 
-MODES = {"transforms": transforms}
+def original_chain(chain: dict):
+    """The original CLMR's training chain after its crop (the crop comes from our loader, same draws)."""
+    sr, n, p = chain["sample_rate"], chain["audio_length"], chain["probabilities"]
+    return original.Compose(
+        [
+            original.RandomApply([original.PolarityInversion()], p=p["polarity"]),
+            original.RandomApply([original.Noise(min_snr=0.0001, max_snr=0.01)], p=p["noise"]),
+            original.RandomApply([original.Gain()], p=p["gain"]),
+            original.RandomApply([original.HighLowPass(sample_rate=sr)], p=p["filters"]),
+            original.RandomApply([original.Delay(sample_rate=sr)], p=p["delay"]),
+            original.RandomApply([original.PitchShift(n_samples=n, sample_rate=sr)], p=p["pitch"]),
+            original.RandomApply([original.Reverb(sample_rate=sr)], p=p["reverb"]),
+        ]
+    )
+
+
+HEADER = struct.Struct("<qqq")  # seed, number of crops, samples per crop
+
+
+def read_exactly(source, size: int) -> bytes:
+    data = source.read(size)
+    if len(data) != size:
+        raise SystemExit(f"the request ended after {len(data)} of {size} bytes")
+    return data
+
+
+def views(chain_path: str) -> None:
+    torch.set_num_threads(1)
+    chain = original_chain(json.loads(open(chain_path).read()))
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    while header := source.read(HEADER.size):
+        seed, n, length = HEADER.unpack(header)
+        crops = np.frombuffer(read_exactly(source, 4 * n * length), dtype="<f4").reshape(n, length)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        out = np.empty_like(crops)
+        for i, crop in enumerate(crops):
+            view = chain(torch.from_numpy(crop.copy()).view(1, -1)).reshape(-1)
+            if view.shape[0] != crops.shape[1]:
+                raise SystemExit(f"the original chain changed a crop's length: {crops.shape[1]} -> {view.shape[0]}")
+            out[i] = view.numpy()
+        sink.write(out.astype("<f4").tobytes())
+        sink.flush()
+
+
+MODES = {"transforms": transforms, "views": views}
 
 if __name__ == "__main__":
     MODES[sys.argv[1]](*sys.argv[2:])

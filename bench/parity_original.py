@@ -3,6 +3,7 @@
     python bench/parity_original.py                  # builds the side environment once (~3 GB), prints the table
     python bench/parity_original.py --record         # and writes the table into docs/AUGMENTATIONS.md
     python bench/parity_original.py --env DIR        # the side environment's folder (default ~/.cache/clmr-parity/venv)
+    python bench/parity_original.py --mode pretraining --seeds 1,2,3 --step 200 --record
 
 The original's stack no longer installs next to ours, so it lives in a side environment outside the
 project's .venv: /usr/bin/python3.11 -m venv, then from PyPI torch 2.0.1, torchaudio 2.0.2 (its wheel
@@ -13,8 +14,10 @@ minutes) and never by `make test`. Each transform runs there with its draw pinne
 relative to the original's output, and for PitchShift, which is not sample-exact, the level and the
 log-spectral distance too.
 
-Modes: `--mode transforms` (the default, per transform). A later mode for the pre-training comparison
-(our chain against views made by the original library, several seeds) plugs into MODES.
+Modes: `--mode transforms` (the default, per transform), and `--mode pretraining`: pre-training on the
+embedded dataset with our chain against the same runs with views made by the original library, several seeds,
+scored with paired intervals (bench/_parity_pretraining.py; its runs live in bench_learning.py's folder and
+reuse that bench's runs of our chain).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import numpy as np
 import torch
 
 from _common import ROOT, machine, table
+from _parity_pretraining import pretraining_mode
+from bench_learning import DEFAULT_OUT
 from compare_sox import MARKER
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -124,7 +129,7 @@ def run_original(python: Path, cases: list[dict], signals: dict[str, np.ndarray]
             return dict(loaded)
 
 
-def transforms_mode(python: Path) -> str:
+def transforms_mode(python: Path, args: argparse.Namespace) -> str:
     """The per-transform table: ours against the original for the same parameters, on every input."""
     signals = inputs()
     cases = [
@@ -157,7 +162,8 @@ def transforms_mode(python: Path) -> str:
     return table(header, rows)
 
 
-MODES = {"transforms": transforms_mode}
+MODES = {"transforms": transforms_mode, "pretraining": pretraining_mode}
+SECTIONS = {"transforms": SECTION, "pretraining": "## Pre-training with the original library's views"}
 NOTES = {
     "transforms": "Error energy is relative to the original's output energy. PitchShift is a different "
     "WSOLA from sox's (it splices at other points), so its waveform differs and the error energy says little; "
@@ -171,8 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=sorted(MODES), default="transforms")
     parser.add_argument("--env", type=Path, default=DEFAULT_ENV, help=f"side environment (default {DEFAULT_ENV})")
     parser.add_argument("--record", action="store_true", help=f"write the table into {DOC.relative_to(ROOT)}")
+    parser.add_argument("--seeds", default="1,2,3", type=lambda s: [int(x) for x in s.split(",")], help="pretraining")
+    parser.add_argument("--step", type=int, default=200, help="pretraining: steps of batch 16 per arm")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"pretraining's runs (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    if args.mode == "transforms":
+        torch.set_num_threads(1)
     python = ensure_env(args.env)
     versions = subprocess.run(
         [str(python), "-c", "import torch, torchaudio; print(torch.__version__, torchaudio.__version__)"],
@@ -182,20 +192,21 @@ def main(argv: list[str] | None = None) -> None:
     ).stdout.split()
     body = (
         f"{machine()}; original side: torch {versions[0]}, torchaudio {versions[1]}, "
-        f"torchaudio-augmentations 0.2.4\n\n`python bench/parity_original.py --record`\n\n"
-        f"{MODES[args.mode](python)}\n\n{NOTES[args.mode]}\n"
+        f"torchaudio-augmentations 0.2.4\n\n"
+        + ("`python bench/parity_original.py --record`\n\n" if args.mode == "transforms" else "")
+        + f"{MODES[args.mode](python, args)}\n\n{NOTES[args.mode]}\n"
     )
     print(body)
     if args.record:
-        record(body)
+        record(body, SECTIONS[args.mode])
 
 
-def record(body: str) -> None:
-    """Replace (or insert before compare_sox.py's generated part) this script's section of the doc."""
+def record(body: str, section: str = SECTION) -> None:
+    """Replace (or insert before compare_sox.py's generated part) this mode's section of the doc."""
     text = DOC.read_text()
-    block = f"{SECTION}\n\n{body.strip()}\n\n"
-    if SECTION in text:
-        start = text.index(SECTION)
+    block = f"{section}\n\n{body.strip()}\n\n"
+    if section in text:
+        start = text.index(section)
         ends = [i for i in (text.find("\n## ", start + 1), text.find(MARKER, start)) if i >= 0]
         end = min(ends) if ends else len(text)
         text = text[:start] + block + text[end:].lstrip("\n")
