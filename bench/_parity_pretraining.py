@@ -142,7 +142,8 @@ def pretraining_mode(python: Path, args: argparse.Namespace) -> str:
 def setup(bench: argparse.Namespace, step: int) -> str:
     seeds = ", ".join(str(s) for s in bench.seeds)
     return (
-        f"`python bench/parity_original.py --mode pretraining --seeds {seeds} --step {step} --record`: "
+        f"`python bench/parity_original.py --mode pretraining --seeds {seeds.replace(', ', ',')} --step {step} "
+        "--record`: "
         f"config/demo.yaml at `--synthetic_tracks {bench.synthetic_tracks}`, {step} steps of batch 16 per arm, "
         f"seeds {seeds}; the arms differ only in the chain that turns the loader's two crops into views. "
         "Scores in %: macro ROC-AUC of the linear probe on the test tracks with its 95 % bootstrap interval; "

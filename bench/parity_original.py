@@ -168,7 +168,9 @@ NOTES = {
     "transforms": "Error energy is relative to the original's output energy. PitchShift is a different "
     "WSOLA from sox's (it splices at other points), so its waveform differs and the error energy says little; "
     "the level and the log-spectral distance say how close it is (on the mixture, which holds noise bursts "
-    "and clicks, the per-bin distance is dominated by the noise, see the sox tables)."
+    "and clicks, the per-bin distance is dominated by the noise, see the sox tables).",
+    "pretraining": "Speed is not compared here (the arms ran side by side with other work): the original's "
+    "views are made per example on the CPU by sox, in a second process; see docs/PERFORMANCE.md, Augmentation.",
 }
 
 
